@@ -1,0 +1,1 @@
+"""Imports each sub-command module so that it registers on the app."""
