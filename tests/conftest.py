@@ -1,0 +1,14 @@
+"""Shared test setup: an isolated work folder for FiftyOne's database and Prefect's home."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Set before any test module imports fiftyone or prefect.
+_WORK = Path(__file__).resolve().parent.parent / "work" / "test-env"
+os.environ.setdefault("CLICKPOSE_WORK", str(_WORK))
+from clickpose.settings import apply_environment_defaults  # noqa: E402
+
+apply_environment_defaults()
+
+TESTS_DATA = Path(__file__).resolve().parent / "data"
