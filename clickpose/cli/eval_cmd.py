@@ -1,0 +1,114 @@
+"""`clickpose eval ap` and `clickpose eval noc`: OKS AP and the clicks an annotator needs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from clickpose.cli.main import eval_app
+from clickpose.keypoints import SchemaError
+
+
+def _fail(console: Console, message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@eval_app.command("ap")
+def eval_ap(
+    gt: Path = typer.Option(..., "--gt", help="ground truth: COCO person_keypoints json"),
+    dt: Path = typer.Option(..., "--dt", help="detections: COCO keypoint results json"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the stats here (JSON)"),
+) -> None:
+    """COCO keypoint AP/AR (pycocotools), with the OKS sigmas of the data's keypoint schema."""
+    from clickpose.evaluate.ap import evaluate_ap
+    from clickpose.evaluate.inputs import EvalInputError
+    from clickpose.evaluate.report import ap_table, write_json
+
+    console = Console(highlight=False)
+    try:
+        result = evaluate_ap(gt, dt)
+    except (EvalInputError, SchemaError) as e:
+        _fail(console, str(e))
+    console.print(ap_table(result))
+    if json_out is not None:
+        write_json(json_out, {"gt": str(gt), "dt": str(dt), **result.to_dict()})
+        console.print(f"wrote {json_out}")
+
+
+def _parse_targets(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise typer.BadParameter(f"'{text}': give AP targets in percent, e.g. 85,90,95") from None
+
+
+@eval_app.command("noc")
+def eval_noc(
+    data: Path = typer.Option(..., "--data", help="dataset folder: annotations.json (+ images/)"),
+    predictions: Path | None = typer.Option(
+        None, "--predictions", help="COCO keypoint results to correct (another detector's output)"),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="a trained Click-Pose checkpoint (needed for --mode refine)"),
+    targets: str = typer.Option("85,90,95", "--targets", help="AP targets in percent"),
+    mode: str = typer.Option("model-only", "--mode", help="model-only | refine | manual"),
+    protocol: str = typer.Option(
+        "official", "--protocol", help="official (Click-Pose's NoC) | annotator (also confirms, "
+        "deletes false positives, draws missed persons)"),
+    max_rounds: int = typer.Option(17, "--max-rounds", help="rounds before an image is capped"),
+    error: str = typer.Option(
+        "l2px", "--error", help="worst keypoint by l2px (pixel distance) or l1norm (the "
+        "official loop's normalized L1)"),
+    topk: int = typer.Option(20, "--topk", help="predicted persons considered for matching"),
+    min_score: float = typer.Option(0.0, "--min-score", help="drop persons scored below this"),
+    json_out: Path | None = typer.Option(None, "--json", help="write summary + per image (JSON)"),
+) -> None:
+    """Number of clicks: rounds of simulated correction until each image's AP reaches a target."""
+    from clickpose.evaluate.inputs import (
+        EvalInputError,
+        load_detections,
+        load_ground_truth,
+        schema_for,
+    )
+    from clickpose.evaluate.noc import NocSettings, run_noc
+    from clickpose.evaluate.report import noc_tables, write_json
+    from clickpose.evaluate.sources import checkpoint_editors, poses_by_image, prediction_editors
+
+    console = Console(highlight=False)
+    try:
+        settings = NocSettings(targets=_parse_targets(targets), mode=mode, protocol=protocol,
+                               max_rounds=max_rounds, topk=topk, error=error, min_score=min_score)
+    except ValueError as e:
+        _fail(console, str(e))
+    if error not in ("l2px", "l1norm"):
+        _fail(console, f"--error {error}: use l2px or l1norm")
+    if mode == "refine" and checkpoint is None:
+        _fail(console, "--mode refine re-predicts with the model: give --checkpoint "
+                       "(and optionally --predictions as its starting poses)")
+    if mode == "model-only" and predictions is None and checkpoint is None:
+        _fail(console, "--mode model-only corrects existing poses: give --predictions or "
+                       "--checkpoint")
+    try:
+        dataset, where = load_ground_truth(data / "annotations.json")
+        schema = schema_for(dataset, None, where)
+        editor_for = None
+        if predictions is not None and mode != "manual":
+            results, dt_where = load_detections(predictions)
+            if checkpoint is None:
+                editor_for = prediction_editors(results, dataset, schema, dt_where)
+            else:
+                initial = poses_by_image(results, dataset, schema, dt_where)
+                editor_for = checkpoint_editors(checkpoint, data, dataset, mode, schema, initial)
+        elif checkpoint is not None and mode != "manual":
+            editor_for = checkpoint_editors(checkpoint, data, dataset, mode, schema)
+        result = run_noc(dataset, editor_for, settings, schema, progress=True)
+    except (EvalInputError, SchemaError) as e:
+        _fail(console, str(e))
+    for table in noc_tables(result):
+        console.print(table)
+    if json_out is not None:
+        source = {"data": str(data), "predictions": str(predictions) if predictions else None,
+                  "checkpoint": str(checkpoint) if checkpoint else None}
+        write_json(json_out, {**source, **result.to_dict()})
+        console.print(f"wrote {json_out}")

@@ -1,0 +1,70 @@
+"""Where the poses under correction come from: a predictions file or a trained checkpoint."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from clickpose.evaluate.editor import ModelOnlyEditor, PoseEditor
+from clickpose.evaluate.inputs import EvalInputError, check_detections, keypoint_category
+from clickpose.keypoints import KeypointSchema
+from clickpose.poses import Poses
+
+
+def poses_by_image(results: list[dict], dataset: dict, schema: KeypointSchema,
+                   where: str = "predictions") -> dict[int, Poses]:
+    """COCO keypoint results -> {image_id: Poses} for every ground-truth image (empty if none)."""
+    check_detections(results, dataset, schema, where, "ground truth")
+    category_id = keypoint_category(dataset, where)["id"]
+    grouped: dict[int, list[dict]] = defaultdict(list)
+    for r in results:
+        if r["category_id"] == category_id:
+            grouped[r["image_id"]].append(r)
+    return {im["id"]: Poses.from_coco_results(grouped.get(im["id"], []), schema.num_keypoints)
+            for im in dataset["images"]}
+
+
+def prediction_editors(results: list[dict], dataset: dict, schema: KeypointSchema,
+                       where: str = "predictions") -> Callable[[int], PoseEditor]:
+    """editor_for(image_id): a ModelOnlyEditor over that image's predicted poses."""
+    poses = poses_by_image(results, dataset, schema, where)
+    return lambda image_id: ModelOnlyEditor(poses[image_id])
+
+
+def checkpoint_editors(checkpoint: str | Path, data_dir: str | Path, dataset: dict, mode: str,
+                       schema: KeypointSchema, initial: dict[int, Poses] | None = None
+                       ) -> Callable[[int], PoseEditor]:
+    """editor_for(image_id) from a trained model.
+
+    refine: the model's interactive session (each click re-predicts the person);
+    model-only: the model predicts once and clicks move only what they touch.
+    `initial` poses (another detector's output) seed the sessions instead of the model's own.
+    """
+    try:
+        from clickpose.model.checkpoint import load_model
+    except ImportError as e:
+        raise EvalInputError(
+            f"--checkpoint needs the Click-Pose model (clickpose.model.checkpoint.load_model), "
+            f"which cannot be imported here ({e}); evaluate a predictions file with --predictions "
+            "instead") from None
+    import torch
+    from PIL import Image
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # With the data's schema, a checkpoint trained on other keypoints is refused by name.
+    model = load_model(Path(checkpoint), device=device, schema=schema)
+    files = {im["id"]: Path(data_dir) / "images" / im["file_name"] for im in dataset["images"]}
+
+    def editor_for(image_id: int) -> PoseEditor:
+        path = files[image_id]
+        if not path.is_file():
+            raise EvalInputError(f"{path}: image {image_id} of the annotations is missing; "
+                                 f"put it under {Path(data_dir) / 'images'}")
+        image = Image.open(path).convert("RGB")
+        if initial is not None:
+            session = model.session(image, initial_poses=initial[image_id])
+        else:
+            session = model.session(image)
+        return session if mode == "refine" else ModelOnlyEditor(session.poses)
+
+    return editor_for
