@@ -12,3 +12,6 @@ from clickpose.settings import apply_environment_defaults  # noqa: E402
 apply_environment_defaults()
 
 TESTS_DATA = Path(__file__).resolve().parent / "data"
+
+# Fixtures of the real S3 server (SeaweedFS) used by the storage tests.
+pytest_plugins = ["s3_server"]
