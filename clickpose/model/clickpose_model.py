@@ -1,0 +1,189 @@
+"""Click-Pose: backbone -> deformable encoder -> human detection -> human-to-keypoint decoder.
+
+Coordinates inside the model are normalized to [0, 1] by each image's own unpadded
+(h, w); boxes are (cx, cy, w, h). The three stages are separate methods so that the
+interactive session can run the first two once per image and only the keypoint decoder
+per click.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from clickpose.keypoints import KeypointSchema, SchemaError
+from clickpose.model.backbone import Backbone, downsample_mask
+from clickpose.model.box_ops import box_xyxy_to_cxcywh
+from clickpose.model.encoder import Encoder, EncoderState, valid_ratios_of
+from clickpose.model.human_decoder import HumanDecoder, HumanState
+from clickpose.model.inference import EvalTransform, outputs_to_poses
+from clickpose.model.keypoint_decoder import KeypointDecoder, denoising_across_mask
+from clickpose.model.position_encoding import PositionEmbeddingSine
+from clickpose.model.presets import ModelConfig
+from clickpose.poses import Poses
+
+
+class ClickPose(nn.Module):
+    def __init__(self, config: ModelConfig, schema: KeypointSchema):
+        super().__init__()
+        self.config, self.schema = config, schema
+        dim, levels = config.hidden_dim, config.num_feature_levels
+        self.backbone = Backbone(config.backbone, config.backbone_out_indices,
+                                 config.backbone_weights, config.frozen_batch_norm)
+        self.input_proj = self._input_projections(self.backbone.channels, dim, levels)
+        self.level_embed = nn.Parameter(torch.empty(levels, dim).normal_())
+        self.position_encoding = PositionEmbeddingSine(dim // 2)
+        self.encoder = Encoder(config.enc_layers, dim, config.ffn_dim, levels, config.num_heads,
+                               config.enc_points, config.dropout)
+        self.human_decoder = HumanDecoder(
+            config.human_layers, dim, config.ffn_dim, levels, config.num_heads,
+            config.dec_points, config.dropout, config.num_queries, config.max_humans)
+        self.keypoint_decoder = KeypointDecoder(
+            config.keypoint_layers, schema.num_keypoints, dim, config.ffn_dim, levels,
+            config.num_heads, config.dec_points, config.dropout)
+
+    @staticmethod
+    def _input_projections(channels: list[int], dim: int, levels: int) -> nn.ModuleList:
+        """1x1 conv per backbone level, then stride-2 3x3 convs for the extra levels."""
+        projections = [nn.Sequential(nn.Conv2d(c, dim, 1), nn.GroupNorm(32, dim)) for c in channels]
+        in_channels = channels[-1]
+        for _ in range(levels - len(channels)):
+            projections.append(nn.Sequential(nn.Conv2d(in_channels, dim, 3, stride=2, padding=1),
+                                             nn.GroupNorm(32, dim)))
+            in_channels = dim
+        for proj in projections:
+            nn.init.xavier_uniform_(proj[0].weight, gain=1)
+            nn.init.zeros_(proj[0].bias)
+        return nn.ModuleList(projections)
+
+    # ---- stage 1: image -> encoder memory ------------------------------------------------
+    def encode(self, images: Tensor, mask: Tensor) -> EncoderState:
+        """(B, 3, H, W) normalized images, (B, H, W) True on padding -> EncoderState."""
+        features = self.backbone(images, mask)
+        maps, masks = [], []
+        for proj, (feature, level_mask) in zip(self.input_proj, features):
+            maps.append(proj(feature))
+            masks.append(level_mask)
+        last = features[-1][0]
+        for proj in self.input_proj[len(features):]:
+            last = proj(last)
+            maps.append(last)
+            masks.append(downsample_mask(mask, last.shape[-2:]))
+
+        level_shapes = [tuple(m.shape[-2:]) for m in maps]
+        pos = [self.position_encoding(m) + self.level_embed[i][None, :, None, None]
+               for i, m in enumerate(masks)]
+        src = torch.cat([m.flatten(2).transpose(1, 2) for m in maps], 1)        # (B, S, D)
+        pos = torch.cat([p.flatten(2).transpose(1, 2) for p in pos], 1)
+        memory_mask = torch.cat([m.flatten(1) for m in masks], 1)               # (B, S)
+        valid_ratios = torch.stack([valid_ratios_of(m) for m in masks], 1)      # (B, L, 2)
+        starts = [0]
+        for h, w in level_shapes[:-1]:
+            starts.append(starts[-1] + h * w)
+        memory = self.encoder(src, pos, memory_mask, level_shapes, valid_ratios)
+        return EncoderState(memory, memory_mask, pos, level_shapes, starts, valid_ratios)
+
+    # ---- stage 2: humans -----------------------------------------------------------------
+    def detect_humans(self, state: EncoderState) -> HumanState:
+        return self.human_decoder(state)
+
+    def humans_from_boxes(self, boxes: Tensor, logits: Tensor | None = None) -> HumanState:
+        """Humans given by (B, N, 4) cxcywh normalized boxes (drawn by a person, or another
+        detector's output): their content is the learned 'given person' query."""
+        batch, persons = boxes.shape[:2]
+        if logits is None:
+            logits = torch.zeros(batch, persons, 1, device=boxes.device)
+        return HumanState(self.keypoint_decoder.given_person_content(batch, persons), boxes, logits)
+
+    def default_keypoints(self, boxes: Tensor) -> Tensor:
+        """(..., 4) boxes -> (..., K, 2): where the keypoint decoder starts without a hint."""
+        return self.keypoint_decoder.default_keypoints(boxes)
+
+    # ---- stage 3: keypoints --------------------------------------------------------------
+    def decode_keypoints(self, state: EncoderState, humans: HumanState,
+                         init_keypoints: Tensor | None = None, pinned: Tensor | None = None,
+                         dn: dict | None = None) -> dict:
+        """Keypoints, visibility and refined boxes of the `humans`.
+
+        init_keypoints (B, N, K, 2): start from these poses instead of the model's own
+        default (clicks, a previous prediction, another detector's poses).
+        pinned (B, N, K) bool: keypoints given exactly; they come out unchanged in every layer.
+        dn: denoising persons {boxes (B, D, 4), keypoints (B, D, K, 2), pinned (B, D, K),
+        valid (B, D)} decoded alongside, unseen by the normal persons; see outputs["dn"].
+        """
+        content, boxes = humans.content, humans.boxes
+        batch, num_humans = content.shape[:2]
+        keypoints = self.default_keypoints(boxes) if init_keypoints is None else init_keypoints
+        if pinned is None:
+            pinned = torch.zeros(keypoints.shape[:-1], dtype=torch.bool, device=boxes.device)
+        across_mask = None
+        if dn is not None:
+            num_dn = dn["boxes"].shape[1]
+            given = self.keypoint_decoder.given_person_content(batch, num_dn)
+            content = torch.cat([content, given], 1)
+            boxes = torch.cat([boxes, dn["boxes"]], 1)
+            keypoints = torch.cat([keypoints, dn["keypoints"]], 1)
+            pinned = torch.cat([pinned, dn["pinned"]], 1)
+            across_mask = denoising_across_mask(num_humans, dn["valid"])
+        layers = self.keypoint_decoder(state, content, boxes, keypoints, pinned.to(torch.bool),
+                                       across_mask)
+
+        normal = [{k: v[:, :num_humans] for k, v in out.items()} for out in layers]
+        outputs = {**normal[-1], "aux_outputs": normal[:-1],
+                   "human_aux_outputs": humans.layer_outputs}
+        if humans.enc_outputs is not None:
+            outputs["enc_outputs"] = humans.enc_outputs
+        if dn is not None:
+            noised = [{k: v[:, num_humans:] for k, v in out.items()} for out in layers]
+            outputs["dn"] = {**noised[-1], "aux_outputs": noised[:-1]}
+        return outputs
+
+    def forward(self, images: Tensor, mask: Tensor, dn: dict | None = None) -> dict:
+        state = self.encode(images, mask)
+        return self.decode_keypoints(state, self.detect_humans(state), dn=dn)
+
+    # ---- inference -----------------------------------------------------------------------
+    def postprocess(self, outputs: dict, sizes) -> list[Poses]:
+        """Model outputs -> Poses per image in pixels of the original (h, w) `sizes`."""
+        return outputs_to_poses(outputs, sizes)
+
+    @torch.no_grad()
+    def predict(self, image) -> Poses:
+        """One image (PIL, HxWx3 uint8 array or path) -> Poses sorted by score."""
+        images, mask, size = EvalTransform.from_config(self.config)(image, self._device())
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            return self.postprocess(self(images, mask), [size])[0]
+        finally:
+            if was_training:
+                self.train()
+
+    def session(self, image, initial_poses: Poses | None = None, **kwargs):
+        """An InteractiveSession on one image (see clickpose.model.session)."""
+        from clickpose.model.session import InteractiveSession
+
+        return InteractiveSession(self, image, initial_poses=initial_poses, **kwargs)
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def build_model(config: ModelConfig, schema: KeypointSchema) -> ClickPose:
+    """A ClickPose for `schema`; config.num_keypoints is filled from it (or must match it)."""
+    if config.num_keypoints is None:
+        config = config.model_copy(update={"num_keypoints": schema.num_keypoints})
+    elif config.num_keypoints != schema.num_keypoints:
+        raise SchemaError(
+            f"model config '{config.preset}': num_keypoints is {config.num_keypoints} but schema "
+            f"'{schema.name}' has {schema.num_keypoints} keypoints; build the model from the "
+            "schema it will be trained on (leave num_keypoints unset to take the schema's)")
+    return ClickPose(config, schema)
+
+
+def boxes_xyxy_to_normalized(boxes_xyxy, size: tuple[int, int]) -> Tensor:
+    """(N, 4) pixel xyxy boxes of an image of (h, w) -> (N, 4) normalized cxcywh."""
+    h, w = size
+    boxes = torch.as_tensor(boxes_xyxy, dtype=torch.float32).reshape(-1, 4)
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+    return box_xyxy_to_cxcywh(boxes / scale).clamp(0.0, 1.0)

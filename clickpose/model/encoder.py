@@ -1,0 +1,82 @@
+"""Deformable transformer encoder over the flattened multi-scale feature maps."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from clickpose.model.layers import FeedForward
+from clickpose.model.ms_deform_attn import MSDeformAttn
+
+
+@dataclass
+class EncoderState:
+    """What the decoders read, cached by the interactive session (one image: B = 1)."""
+    memory: Tensor                       # (B, S, D) encoded tokens of all levels
+    memory_mask: Tensor                  # (B, S) True on padding
+    pos: Tensor                          # (B, S, D) position + level embedding
+    level_shapes: list[tuple[int, int]]  # (h, w) per level
+    level_start_index: list[int]         # start of each level in S
+    valid_ratios: Tensor                 # (B, L, 2) unpadded fraction (w, h) of each level
+    # Per keypoint-decoder layer, its projected memory (MSDeformAttn.project_values); set by
+    # the interactive session so that a click skips the projection. None: computed per call.
+    keypoint_values: list[list[Tensor]] | None = None
+
+    @property
+    def spatial_shapes(self) -> Tensor:
+        return torch.tensor(self.level_shapes, dtype=torch.long, device=self.memory.device)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, dim: int, ffn_dim: int, num_levels: int, num_heads: int, num_points: int,
+                 dropout: float):
+        super().__init__()
+        self.self_attn = MSDeformAttn(dim, num_levels, num_heads, num_points)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(dim)
+        self.ffn = FeedForward(dim, ffn_dim, dropout)
+
+    def forward(self, src: Tensor, pos: Tensor, reference_points: Tensor,
+                level_shapes: list[tuple[int, int]], padding_mask: Tensor) -> Tensor:
+        attended = self.self_attn(src + pos, reference_points, src, level_shapes, padding_mask)
+        src = self.norm(src + self.dropout(attended))
+        return self.ffn(src)
+
+
+class Encoder(nn.Module):
+    def __init__(self, num_layers: int, dim: int, ffn_dim: int, num_levels: int, num_heads: int,
+                 num_points: int, dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            EncoderLayer(dim, ffn_dim, num_levels, num_heads, num_points, dropout)
+            for _ in range(num_layers))
+
+    def forward(self, src: Tensor, pos: Tensor, padding_mask: Tensor,
+                level_shapes: list[tuple[int, int]], valid_ratios: Tensor) -> Tensor:
+        reference_points = encoder_reference_points(level_shapes, valid_ratios)
+        for layer in self.layers:
+            src = layer(src, pos, reference_points, level_shapes, padding_mask)
+        return src
+
+
+def encoder_reference_points(level_shapes: list[tuple[int, int]], valid_ratios: Tensor) -> Tensor:
+    """Every token's own pixel centre, seen from every level: (B, S, L, 2) in the padded frame."""
+    points = []
+    for lvl, (h, w) in enumerate(level_shapes):
+        ys, xs = torch.meshgrid(
+            torch.linspace(0.5, h - 0.5, h, device=valid_ratios.device),
+            torch.linspace(0.5, w - 0.5, w, device=valid_ratios.device), indexing="ij")
+        # Normalize by the unpadded extent, then map back into the padded frame per level.
+        ys = ys.reshape(-1)[None] / (valid_ratios[:, None, lvl, 1] * h)
+        xs = xs.reshape(-1)[None] / (valid_ratios[:, None, lvl, 0] * w)
+        points.append(torch.stack([xs, ys], -1))
+    points = torch.cat(points, 1)
+    return points[:, :, None] * valid_ratios[:, None]
+
+
+def valid_ratios_of(mask: Tensor) -> Tensor:
+    """(B, h, w) padding mask -> (B, 2) unpadded fraction (w, h)."""
+    valid_h = (~mask[:, :, 0]).sum(1).float()
+    valid_w = (~mask[:, 0, :]).sum(1).float()
+    return torch.stack([valid_w / mask.shape[2], valid_h / mask.shape[1]], -1)

