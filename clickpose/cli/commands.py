@@ -2,3 +2,5 @@
 from clickpose.cli import eval_cmd  # noqa: F401  eval ap, eval noc
 from clickpose.cli import data_cmd  # noqa: F401  check-data
 from clickpose.cli import synth_cmd  # noqa: F401  synth
+from clickpose.cli import train_cmd  # noqa: F401  train
+from clickpose.cli import predict_cmd  # noqa: F401  predict

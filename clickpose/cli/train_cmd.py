@@ -1,0 +1,68 @@
+"""`clickpose train`: train (or fine-tune, or adapt to new keypoints) a Click-Pose model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from clickpose.cli.main import app
+
+Opt = typer.Option
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path, Opt("--data", help="training dataset folder (annotations.json + images/)")],
+    out: Annotated[Path, Opt("--out", help="run folder: last/, best/, metrics.jsonl")],
+    val: Annotated[Path | None, Opt("--val", help="validation dataset folder (AP each epoch)")] = None,
+    preset: Annotated[str | None, Opt(
+        "--preset", help="tiny | lite0 | r50 (default tiny, or the --init checkpoint's)")] = None,
+    epochs: Annotated[int, Opt("--epochs", min=1)] = 10,
+    batch_size: Annotated[int, Opt("--batch-size", min=1)] = 8,
+    lr: Annotated[float, Opt("--lr")] = 1e-4,
+    backbone_lr_mult: Annotated[float, Opt("--backbone-lr-mult")] = 0.1,
+    workers: Annotated[int, Opt("--workers", min=0)] = 2,
+    max_minutes: Annotated[float | None, Opt(
+        "--max-minutes", help="stop after this many minutes (the checkpoint is saved)")] = None,
+    resume: Annotated[bool, Opt("--resume", help="continue the run in --out")] = False,
+    init: Annotated[Path | None, Opt(
+        "--init", help="start from this checkpoint (same keypoints, or fewer: adaptation)")] = None,
+    seed: Annotated[int, Opt("--seed")] = 0,
+    device: Annotated[str | None, Opt(
+        "--device", help="cpu | cuda (default: cuda if present)")] = None,
+    image_size: Annotated[int | None, Opt(
+        "--image-size", help="shorter side in pixels (default: the preset's)")] = None,
+    backbone_weights: Annotated[str | None, Opt(
+        "--backbone-weights", help="none | lite0 | timm (default: the preset's)")] = None,
+    dn_groups: Annotated[int, Opt(
+        "--dn-groups", min=0, help="noised copies of each pose (pose error modeling)")] = 2,
+    feedback: Annotated[bool, Opt(
+        "--feedback/--no-feedback", help="human-feedback rounds of simulated clicks")] = True,
+    skip_bad: Annotated[bool, Opt(
+        "--skip-bad", help="leave out bad images/annotations instead of stopping")] = False,
+) -> None:
+    """Train Click-Pose: AdamW, pose error modeling, human-feedback rounds, val AP per epoch."""
+    from clickpose.data.errors import DataError
+    from clickpose.keypoints import SchemaError
+    from clickpose.model.checkpoint import CheckpointError
+    from clickpose.train.loop import TrainConfig, train
+
+    console = Console(highlight=False)
+    cfg = TrainConfig(data=data, out=out, val=val, preset=preset, epochs=epochs,
+                      batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
+                      workers=workers, max_minutes=max_minutes, resume=resume, init=init,
+                      seed=seed, device=device, image_size=image_size,
+                      backbone_weights=backbone_weights, dn_groups=dn_groups, feedback=feedback,
+                      skip_bad=skip_bad)
+    try:
+        summary = train(cfg, log=console.print)
+    except (DataError, SchemaError, CheckpointError, FileExistsError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    best = summary["best_metric"]
+    best_text = "no epoch finished" if best is None else (
+        f"val AP {best:.4f}" if summary["best_metric_name"] == "val AP"
+        else f"train loss {-best:.4f}")
+    console.print(f"done: last checkpoint {summary['last']}, best {summary['best']} ({best_text})")

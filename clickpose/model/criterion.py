@@ -1,0 +1,242 @@
+"""Training objective of Click-Pose: set losses on Hungarian-matched predictions.
+
+For every output that carries a person score: a sigmoid focal loss on it, box L1 + GIoU on
+matched persons; for keypoint decoder outputs also keypoint L1 and OKS losses (weighted by
+the labelled keypoints, v > 0) and a visibility BCE. The same terms apply to every earlier
+decoder layer (`aux_outputs`: keypoint decoder, `human_aux_outputs`: human detection), to
+the two-stage encoder proposals (`enc_outputs`) and, without matching, to the denoising
+(pose error modeling) queries, which must rebuild the pose they were noised from.
+Weights default to the official Click-Pose configuration.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from clickpose.keypoints import KeypointSchema
+from clickpose.model.losses import (
+    box_cxcywh_to_xyxy,
+    box_xyxy_to_cxcywh,
+    generalized_box_iou,
+    keypoint_l1,
+    oks_similarity,
+    sigmoid_focal_loss,
+)
+from clickpose.model.matcher import HungarianMatcher
+from clickpose.model.pose_errors import DnTargets
+
+
+@dataclass
+class LossWeights:
+    ce: float = 2.0
+    bbox: float = 5.0
+    giou: float = 2.0
+    keypoints: float = 10.0
+    oks: float = 4.0
+    vis: float = 1.0
+    enc: float = 1.0   # multiplies the encoder-proposal terms
+    dn: float = 0.5    # multiplies the denoising terms (official dn_bbox_coef / dn_keypoints_coef)
+    feedback: float = 1.0  # multiplies the human-feedback round terms
+
+    def of(self, name: str) -> float:
+        return asdict(self)[name]
+
+
+def normalize_targets(targets: list[dict]) -> list[dict]:
+    """Pixel targets (collate_batch) -> the normalized form the losses use.
+
+    boxes (N, 4) cxcywh / (w, h); keypoints (N, K, 2) / (w, h); keypoint_weights (N, K) 1 where
+    labelled; area (N,) pixel^2 (box area where missing); scale (2,) = (w, h) pixels.
+    """
+    out = []
+    for t in targets:
+        h, w = (float(v) for v in t["size"])
+        device = t["boxes"].device
+        whwh = torch.tensor([w, h, w, h], device=device)
+        boxes_px = t["boxes"].float().reshape(-1, 4)
+        kpts = t["keypoints"].float()
+        if kpts.dim() == 2:  # flat COCO triplets (N, 3K)
+            kpts = kpts.reshape(len(boxes_px), -1, 3)
+        box_area = (boxes_px[:, 2] - boxes_px[:, 0]) * (boxes_px[:, 3] - boxes_px[:, 1])
+        area = t.get("area")
+        area = box_area if area is None else torch.where(area.float() > 0, area.float(), box_area)
+        crowd = t.get("crowd_boxes")
+        crowd = torch.zeros(0, 4, device=device) if crowd is None else crowd.float().reshape(-1, 4)
+        out.append({
+            "crowd_boxes": crowd / whwh,  # (M, 4) xyxy normalized: regions to ignore
+            "boxes": box_xyxy_to_cxcywh(boxes_px) / whwh,
+            "keypoints": kpts[..., :2] / whwh[:2],
+            "keypoint_weights": (kpts[..., 2] > 0).float(),
+            "area": area.clamp(min=1.0),
+            "scale": whwh[:2],
+        })
+    return out
+
+
+def _gather_targets(tn: list[dict], indices: list[tuple[Tensor, Tensor]], key: str) -> Tensor:
+    return torch.cat([t[key][j.to(t[key].device)] for t, (_, j) in zip(tn, indices)])
+
+
+def _scales(tn: list[dict], indices: list[tuple[Tensor, Tensor]]) -> Tensor:
+    return torch.cat([t["scale"].expand(len(j), 2) for t, (_, j) in zip(tn, indices)])
+
+
+def _src_index(indices: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    batch = torch.cat([torch.full_like(i, b) for b, (i, _) in enumerate(indices)])
+    return batch, torch.cat([i for i, _ in indices])
+
+
+class SetCriterion(nn.Module):
+    def __init__(self, schema: KeypointSchema, matcher: HungarianMatcher | None = None,
+                 weights: LossWeights | None = None, focal_alpha: float = 0.25):
+        super().__init__()
+        self.schema = schema
+        self.matcher = matcher or HungarianMatcher(schema.sigmas, focal_alpha=focal_alpha)
+        self.weights = weights or LossWeights()
+        self.focal_alpha = focal_alpha
+        self.register_buffer("sigmas", torch.tensor(schema.sigmas, dtype=torch.float32),
+                             persistent=False)
+
+    # ---- single terms (unweighted) ------------------------------------------------
+    def person_losses(self, out: dict, tn: list[dict], indices, num_persons: float) -> dict:
+        logits = out["pred_logits"].float()  # (B, Q, 1)
+        target = torch.zeros_like(logits)
+        batch, src = _src_index(indices)
+        target[batch, src] = 1.0
+        focal = sigmoid_focal_loss(logits, target, self.focal_alpha, 2.0, "none")
+        ignore = self.crowd_ignore(out["pred_boxes"], tn) & (target[..., 0] == 0)
+        losses = {"ce": focal.masked_fill(ignore[..., None], 0.0).sum() / num_persons}
+        boxes = out["pred_boxes"][batch, src].float()
+        gt = _gather_targets(tn, indices, "boxes")
+        losses["bbox"] = F.l1_loss(boxes, gt, reduction="sum") / num_persons
+        giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(gt)))
+        losses["giou"] = (1 - giou).sum() / num_persons
+        return losses
+
+    @staticmethod
+    def crowd_ignore(pred_boxes: Tensor, tn: list[dict]) -> Tensor:
+        """(B, Q) True where a query's box centre lies in a crowd region (iscrowd=1): such
+        people are unlabelled, so calling them persons is not penalised (COCOeval ignores
+        detections matched to crowd regions too)."""
+        ignore = torch.zeros(pred_boxes.shape[:2], dtype=torch.bool, device=pred_boxes.device)
+        for b, t in enumerate(tn):
+            crowd = t.get("crowd_boxes")
+            if crowd is None or len(crowd) == 0:
+                continue
+            c = pred_boxes[b, :, None, :2].detach().float()  # (Q, 1, 2)
+            inside = (c >= crowd[None, :, :2]) & (c <= crowd[None, :, 2:])
+            ignore[b] = inside.all(-1).any(-1)
+        return ignore
+
+    def keypoint_losses(self, pred: Tensor, vis_logits: Tensor | None, gt: Tensor,
+                        weights: Tensor, area: Tensor, scale: Tensor, num: float) -> dict:
+        """pred, gt (M, K, 2); weights (M, K); area (M,); scale (M, 2); vis_logits (M, K)."""
+        pred = pred.float()
+        losses = {"keypoints": keypoint_l1(pred, gt, weights).sum() / num}
+        has = weights.sum(-1) > 0
+        oks = oks_similarity(pred[has], gt[has], weights[has], area[has],
+                             self.sigmas.to(pred.device), scale[has])
+        losses["oks"] = (1 - oks).sum() / num
+        if vis_logits is not None:
+            losses["vis"] = F.binary_cross_entropy_with_logits(
+                vis_logits.float(), weights, reduction="sum") / (num * weights.shape[-1])
+        return losses
+
+    def matched_keypoint_losses(self, out: dict, tn: list[dict], indices, num: float) -> dict:
+        batch, src = _src_index(indices)
+        vis = out.get("pred_visibility")
+        return self.keypoint_losses(
+            out["pred_keypoints"][batch, src], None if vis is None else vis[batch, src],
+            _gather_targets(tn, indices, "keypoints"),
+            _gather_targets(tn, indices, "keypoint_weights"),
+            _gather_targets(tn, indices, "area"), _scales(tn, indices), num)
+
+    # ---- groups of outputs --------------------------------------------------------
+    def output_losses(self, out: dict, tn: list[dict], num: float) -> tuple[dict, list]:
+        """Match one output dict to the targets; its person (and keypoint) terms."""
+        indices = self.matcher(out, tn)
+        losses = self.person_losses(out, tn, indices, num)
+        if "pred_keypoints" in out:
+            losses.update(self.matched_keypoint_losses(out, tn, indices, num))
+        return losses, indices
+
+    def dn_losses(self, dn_out: dict, tn: list[dict], dn_targets: DnTargets) -> dict:
+        """Reconstruction terms of the denoising queries against the pose they copy."""
+        index = dn_targets.target_index
+        batch, query = torch.nonzero(index >= 0, as_tuple=True)
+        gt_index = index[batch, query]
+        num = max(len(batch), 1)
+
+        def pick(key: str) -> Tensor:
+            return torch.stack([tn[b][key][j] for b, j in zip(batch.tolist(), gt_index.tolist())]) \
+                if len(batch) else tn[0][key][:0]
+
+        gt_kpts, weights, area = pick("keypoints"), pick("keypoint_weights"), pick("area")
+        scale = torch.stack([tn[b]["scale"] for b in batch.tolist()]) if len(batch) \
+            else torch.zeros(0, 2, device=index.device)
+        gt_boxes = pick("boxes")
+
+        def one(layer: dict) -> dict:
+            vis = layer.get("pred_visibility")
+            losses = self.keypoint_losses(layer["pred_keypoints"][batch, query],
+                                          None if vis is None else vis[batch, query],
+                                          gt_kpts, weights, area, scale, num)
+            if "pred_logits" in layer:  # every denoising query is a real person
+                logits = layer["pred_logits"][batch, query].float()
+                losses["ce"] = sigmoid_focal_loss(logits, torch.ones_like(logits),
+                                                  self.focal_alpha, 2.0, "sum") / num
+            if "pred_boxes" in layer:
+                boxes = layer["pred_boxes"][batch, query].float()
+                losses["bbox"] = F.l1_loss(boxes, gt_boxes, reduction="sum") / num
+                giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(boxes),
+                                                      box_cxcywh_to_xyxy(gt_boxes)))
+                losses["giou"] = (1 - giou).sum() / num
+            return losses
+
+        losses = {f"dn_{k}": v for k, v in one(dn_out).items()}
+        for i, aux in enumerate(dn_out.get("aux_outputs", [])):
+            losses.update({f"dn_{k}_aux{i}": v for k, v in one(aux).items()})
+        return losses
+
+    # ---- everything ---------------------------------------------------------------
+    def weighted(self, raw: dict[str, Tensor], factor: float = 1.0, prefix: str = ""
+                 ) -> dict[str, Tensor]:
+        out = {}
+        for name, value in raw.items():
+            term = name.removeprefix("dn_").split("_")[0]
+            scale = self.weights.dn if name.startswith("dn_") else 1.0
+            out[f"{prefix}loss_{name}"] = value * self.weights.of(term) * scale * factor
+        return out
+
+    def forward(self, outputs: dict, targets: list[dict], dn_targets: DnTargets | None = None,
+                normalized: bool = False, prefix: str = "", factor: float = 1.0
+                ) -> dict[str, Tensor]:
+        """Weighted losses, one entry per term and layer ('loss_oks', 'loss_oks_aux0', ...).
+
+        targets: collated pixel targets, or normalize_targets() output with normalized=True.
+        The total loss is the sum of the values.
+        """
+        tn = targets if normalized else normalize_targets(targets)
+        num = float(max(sum(len(t["boxes"]) for t in tn), 1))
+        raw, _ = self.output_losses(outputs, tn, num)
+        for i, aux in enumerate(outputs.get("aux_outputs", [])):
+            raw.update({f"{k}_aux{i}": v for k, v in self.output_losses(aux, tn, num)[0].items()})
+        for i, aux in enumerate(outputs.get("human_aux_outputs", [])):
+            raw.update({f"{k}_human{i}": v
+                        for k, v in self.output_losses(aux, tn, num)[0].items()})
+        losses = self.weighted(raw, factor, prefix)
+        if "enc_outputs" in outputs:
+            enc, _ = self.output_losses(outputs["enc_outputs"], tn, num)
+            losses.update(self.weighted({f"{k}_enc": v for k, v in enc.items()},
+                                        factor * self.weights.enc, prefix))
+        if dn_targets is not None and outputs.get("dn") is not None:
+            losses.update(self.weighted(self.dn_losses(outputs["dn"], tn, dn_targets),
+                                        factor, prefix))
+        return losses
+
+    def match(self, outputs: dict, targets: list[dict], normalized: bool = False):
+        tn = targets if normalized else normalize_targets(targets)
+        return self.matcher(outputs, tn)

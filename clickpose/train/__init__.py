@@ -1,0 +1,1 @@
+"""Training: the loop, the optimizer, human-feedback rounds and the `clickpose train` recipe."""

@@ -1,0 +1,139 @@
+"""One training epoch and one evaluation pass (the DETR `engine.py`)."""
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from clickpose.keypoints import KeypointSchema
+from clickpose.model.criterion import SetCriterion, normalize_targets
+from clickpose.model.pose_errors import ErrorProbs, build_dn_queries
+from clickpose.train.feedback import feedback_losses
+
+
+@dataclass
+class StepOptions:
+    dn_groups: int = 2                 # noised copies of each ground-truth pose per step
+    error_probs: ErrorProbs = field(default_factory=ErrorProbs)
+    box_noise_scale: float = 0.4
+    feedback: bool = True              # human-feedback rounds
+    feedback_max_rounds: int | None = None
+    clip_max_norm: float = 0.1
+    amp_dtype: torch.dtype | None = None  # torch.bfloat16 on CUDA
+
+
+def targets_to(targets: list[dict], device: torch.device) -> list[dict]:
+    return [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+            for t in targets]
+
+
+def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[dict],
+                   schema: KeypointSchema, generator: torch.Generator,
+                   options: StepOptions) -> dict[str, torch.Tensor]:
+    """The weighted losses of one batch: normal output, denoising queries, feedback rounds."""
+    dn, dn_meta = (None, None)
+    if options.dn_groups > 0:
+        dn, dn_meta = build_dn_queries(targets, schema, generator, options.dn_groups,
+                                       options.error_probs, options.box_noise_scale)
+    device_type = images.device.type
+    with torch.autocast(device_type, dtype=options.amp_dtype or torch.float32,
+                        enabled=options.amp_dtype is not None):
+        state = model.encode(images, mask)
+        humans = model.detect_humans(state)
+        outputs = model.decode_keypoints(state, humans, dn=dn)
+        tn = normalize_targets(targets)
+        losses = criterion(outputs, tn, dn_targets=dn_meta, normalized=True)
+        if options.feedback:
+            losses.update(feedback_losses(model, criterion, state, humans, outputs, tn, generator,
+                                          max_rounds=options.feedback_max_rounds))
+    return losses
+
+
+def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
+                    optimizer: torch.optim.Optimizer, scheduler, device: torch.device,
+                    epoch: int, schema: KeypointSchema, generator: torch.Generator,
+                    options: StepOptions, deadline: float | None = None,
+                    progress: bool = True, max_steps: int | None = None) -> dict:
+    """Train over `loader` once (or until `deadline`, a time.monotonic() value, or
+    `max_steps`). Returns mean losses, the step count, images/s and whether it stopped early."""
+    model.train()
+    criterion.train()
+    sums: dict[str, float] = defaultdict(float)
+    steps, images_seen, skipped = 0, 0, 0
+    stopped_early = False
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress,
+               dynamic_ncols=True, leave=False)
+    for images, mask, targets in bar:
+        if (deadline is not None and time.monotonic() > deadline) or \
+                (max_steps is not None and steps >= max_steps):
+            stopped_early = True
+            break
+        images, mask = images.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+        targets = targets_to(targets, device)
+        losses = compute_losses(model, criterion, images, mask, targets, schema, generator,
+                                options)
+        loss = sum(losses.values())
+        if not math.isfinite(loss.item()):
+            # A diverged batch would poison the weights: skip it and say so in the log.
+            skipped += 1
+            optimizer.zero_grad(set_to_none=True)
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if options.clip_max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_max_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        steps += 1
+        images_seen += len(images)
+        sums["loss"] += loss.item()
+        for name, value in losses.items():
+            sums[name] += value.item()
+        bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}",
+                        lr=f"{optimizer.param_groups[-1]['lr']:.1e}")
+    bar.close()
+    elapsed = time.perf_counter() - start
+    means = {k: v / max(steps, 1) for k, v in sums.items()}
+    return {"losses": means, "steps": steps, "images": images_seen, "skipped_batches": skipped,
+            "seconds": elapsed, "images_per_s": images_seen / elapsed if elapsed > 0 else 0.0,
+            "stopped_early": stopped_early}
+
+
+def _cpu_outputs(outputs: dict) -> dict:
+    keys = ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility")
+    return {k: outputs[k].detach().float().cpu() for k in keys}
+
+
+@torch.no_grad()
+def predict_loader(model, loader: DataLoader, device: torch.device,
+                   amp_dtype: torch.dtype | None = None, progress: bool = True,
+                   category_id: int = 1, max_persons: int | None = None) -> list[dict]:
+    """COCO keypoint results of every image of an eval loader (orig_size pixels)."""
+    model.eval()
+    results: list[dict] = []
+    for images, mask, targets in tqdm(loader, desc="predict", unit="batch",
+                                      disable=not progress, leave=False):
+        images, mask = images.to(device), mask.to(device)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            outputs = model(images, mask)
+        sizes = [tuple(int(v) for v in t["orig_size"]) for t in targets]
+        for poses, t in zip(model.postprocess(_cpu_outputs(outputs), sizes), targets):
+            if max_persons is not None:
+                poses = poses.select(slice(0, max_persons))
+            results.extend(poses.to_coco_results(int(t["image_id"]), category_id))
+    return results
+
+
+def evaluate_ap_on(dataset, results: list[dict], schema: KeypointSchema) -> dict:
+    """OKS AP/AR of COCO results against the dataset's ground truth (clickpose.evaluate)."""
+    from clickpose.evaluate.ap import evaluate_ap
+
+    return evaluate_ap(dataset.coco.dataset, results, schema).to_dict()

@@ -1,0 +1,289 @@
+"""The training recipe behind `clickpose train`: data, model, epochs, validation, checkpoints.
+
+A run folder holds `last/` (checkpoint + training state for --resume), `best/` (the
+checkpoint with the best validation AP, or the lowest training loss without --val) and
+`metrics.jsonl` (one JSON line per epoch).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch.utils.data import DataLoader
+
+from clickpose.io import atomic_write_text
+from clickpose.keypoints import KeypointSchema, SchemaError
+from clickpose.model.checkpoint import (
+    CheckpointError,
+    build_from_config,
+    checkpoint_folder,
+    checkpoint_schema,
+    init_from_checkpoint,
+    load_training_state,
+    read_checkpoint_config,
+    read_weights,
+    save_checkpoint,
+    save_training_state,
+)
+from clickpose.model.criterion import SetCriterion
+from clickpose.model.pose_errors import ErrorProbs
+from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
+from clickpose.train.optim import build_optimizer, build_scheduler
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: Path
+    out: Path
+    val: Path | None = None
+    preset: str | None = None          # default 'tiny', or the --init checkpoint's architecture
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-4
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-4
+    clip_max_norm: float = 0.1
+    workers: int = 2
+    max_minutes: float | None = None
+    resume: bool = False
+    init: Path | None = None
+    seed: int = 0
+    device: str | None = None          # default: cuda when present, else cpu
+    image_size: int | None = None      # default: the preset's
+    max_size: int | None = None
+    model_overrides: dict = {}         # other ModelConfig fields, e.g. {'num_queries': 50}
+    dn_groups: int = 2
+    feedback: bool = True
+    feedback_max_rounds: int | None = None
+    backbone_weights: str | None = None  # 'none' | 'lite0' | 'timm'; default: the preset's
+    progress: bool = True
+    max_steps_per_epoch: int | None = None
+    skip_bad: bool = False
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def dataset_fingerprint(dataset) -> dict:
+    """What the model was trained on: the annotation file's SHA-256 and its size."""
+    ann = Path(dataset.index.annotation_file)
+    return {"folder": str(dataset.folder), "annotations_sha256":
+            hashlib.sha256(ann.read_bytes()).hexdigest(), "num_images": len(dataset),
+            "num_persons": int(sum(r.num_persons for r in dataset.records))}
+
+
+def train_sizes(image_size: int) -> list[int]:
+    """Multi-scale training around the eval size (shorter side), multiples of 32."""
+    sizes = {max(32, round(image_size * f / 32) * 32) for f in (0.75, 0.875, 1.0, 1.125)}
+    return sorted(sizes)
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---- model construction -------------------------------------------------------------------
+def make_model(cfg: TrainConfig, schema: KeypointSchema) -> tuple[torch.nn.Module, dict]:
+    """A fresh model for `schema`, from --init's architecture or the preset; returns the
+    model and what --init did."""
+    from clickpose.model import build_model
+    from clickpose.model.presets import ModelConfig, preset_config
+
+    overrides = dict(cfg.model_overrides)
+    if cfg.image_size:
+        overrides["image_size"] = cfg.image_size
+    if cfg.max_size:
+        overrides["max_size"] = cfg.max_size
+    init_report: dict = {}
+    if cfg.init is not None and cfg.preset is None:
+        config = read_checkpoint_config(cfg.init)["model"]
+        config = {**config, "num_keypoints": schema.num_keypoints, "backbone_weights": "none",
+                  **overrides}
+        model = build_model(ModelConfig.model_validate(config), schema)
+    else:
+        if cfg.backbone_weights:
+            overrides["backbone_weights"] = cfg.backbone_weights
+        model = build_model(preset_config(cfg.preset or "tiny", schema.num_keypoints,
+                                          **overrides), schema)
+    if cfg.init is not None:
+        init_report = init_from_checkpoint(model, cfg.init)
+    return model, init_report
+
+
+def _check_resume_schema(last: Path, schema: KeypointSchema, data: Path) -> None:
+    saved = checkpoint_schema(last)
+    try:
+        saved.require_same(schema, f"--resume {last}")
+    except SchemaError as e:
+        raise SchemaError(f"{e} (the data in {data} has '{schema.name}')") from None
+
+
+# ---- the run --------------------------------------------------------------------------------
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Train as `cfg` says; returns a summary (epochs run, best metric, paths, speed)."""
+    from clickpose.data import collate_batch, eval_transforms, load_coco_dataset, train_transforms
+
+    started = time.monotonic()
+    deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
+    out = Path(cfg.out)
+    last_dir, best_dir = out / "last", out / "best"
+    if not cfg.resume and (last_dir / "config.json").exists():
+        raise FileExistsError(f"{out} already holds a run (last/config.json); pass --resume to "
+                              "continue it or choose another --out")
+    if cfg.resume and cfg.init is not None:
+        raise ValueError("--resume and --init exclude each other: --resume continues the run in "
+                         "--out, --init starts a new run from another checkpoint")
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    amp_dtype = torch.bfloat16 if device.type == "cuda" else None
+
+    train_set = load_coco_dataset(cfg.data, skip_bad=cfg.skip_bad, seed=cfg.seed)
+    schema = train_set.schema
+    val_set = None
+    if cfg.val is not None:
+        val_set = load_coco_dataset(cfg.val, skip_bad=cfg.skip_bad)
+        try:
+            schema.require_same(val_set.schema, f"--val {cfg.val}")
+        except SchemaError as e:
+            raise SchemaError(f"{e} (training data {cfg.data} has '{schema.name}')") from None
+
+    if cfg.resume:
+        if not (last_dir / "config.json").exists():
+            raise CheckpointError(f"--resume: {last_dir} holds no checkpoint; start the run "
+                                  "without --resume")
+        _check_resume_schema(last_dir, schema, cfg.data)
+        model = build_from_config(read_checkpoint_config(last_dir))
+        model.load_state_dict(read_weights(last_dir))
+        init_report = {}
+    else:
+        model, init_report = make_model(cfg, schema)
+    model.to(device)
+    mc = model.config
+    train_set.transforms = train_transforms(schema, train_sizes(mc.image_size), mc.max_size,
+                                            mean=mc.pixel_mean, std=mc.pixel_std)
+    if val_set is not None:
+        val_set.transforms = eval_transforms(mc.image_size, mc.max_size, mean=mc.pixel_mean,
+                                             std=mc.pixel_std)
+    loader_gen = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True,
+                              num_workers=cfg.workers, collate_fn=collate_batch, drop_last=False,
+                              generator=loader_gen, pin_memory=device.type == "cuda")
+    # No persistent workers: each epoch's workers must see set_epoch() (seeded augmentation).
+    val_loader = None if val_set is None else DataLoader(
+        val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
+        collate_fn=collate_batch)
+
+    criterion = SetCriterion(schema).to(device)
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_mult)
+    steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else \
+        min(len(train_loader), cfg.max_steps_per_epoch)
+    scheduler = build_scheduler(optimizer, max(1, steps_per_epoch * cfg.epochs))
+    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    generators = {"noise": noise_gen, "loader": loader_gen}
+
+    start_epoch, best = 0, None
+    if cfg.resume:
+        state = load_training_state(last_dir, optimizer, scheduler, generators)
+        start_epoch = state["epoch"] + 1
+        best = state["extra"].get("best")
+        log(f"resuming {out} at epoch {start_epoch} (best so far: {best})")
+    if init_report:
+        log(f"initialised from {cfg.init}" + (
+            f": keypoint adaptation, new keypoints start from {init_report['parents']}"
+            if init_report["adapted"] else "") + (
+            f"; {len(init_report['fresh'])} tensors left at their initialisation"
+            if init_report["fresh"] else ""))
+
+    options = StepOptions(dn_groups=cfg.dn_groups, error_probs=ErrorProbs(),
+                          feedback=cfg.feedback, feedback_max_rounds=cfg.feedback_max_rounds,
+                          clip_max_norm=cfg.clip_max_norm, amp_dtype=amp_dtype)
+    training_args = json.loads(cfg.model_dump_json())
+    fingerprint = dataset_fingerprint(train_set)
+    metrics_path = out / METRICS_FILE
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "train_config.json", cfg.model_dump_json(indent=2))
+    log(f"training '{mc.preset}' on {len(train_set)} images ({schema.name}, "
+        f"{schema.num_keypoints} keypoints) on {device}"
+        + (" with bf16 autocast" if amp_dtype else "") + f", epochs {start_epoch}..{cfg.epochs - 1}")
+
+    epoch, record = start_epoch - 1, None
+    for epoch in range(start_epoch, cfg.epochs):
+        if deadline is not None and time.monotonic() > deadline:
+            log(f"--max-minutes {cfg.max_minutes} reached before epoch {epoch}")
+            epoch -= 1
+            break
+        train_set.set_epoch(epoch)
+        stats = train_one_epoch(model, criterion, train_loader, optimizer, scheduler, device,
+                                epoch, schema, noise_gen, options, deadline=deadline,
+                                progress=cfg.progress, max_steps=cfg.max_steps_per_epoch)
+        record = {"epoch": epoch, "train": stats, "lr": optimizer.param_groups[-1]["lr"],
+                  "elapsed_s": time.monotonic() - started}
+        if val_loader is not None:
+            results = predict_loader(model, val_loader, device, amp_dtype, cfg.progress,
+                                     category_id=val_set.index.category_id)
+            record["val"] = evaluate_ap_on(val_set, results, schema)
+            score = record["val"]["stats"]["AP"]
+        else:
+            score = -stats["losses"].get("loss", float("inf"))
+        improved = best is None or score > best
+        if improved:
+            best = score
+        record["best"] = best
+        _append_jsonl(metrics_path, record)
+        metrics = {"epoch": epoch, "train_loss": stats["losses"].get("loss")}
+        if "val" in record:
+            metrics["val"] = record["val"]["stats"]
+        save_checkpoint(last_dir, model, metrics, training_args, fingerprint)
+        save_training_state(last_dir, optimizer, scheduler, epoch, generators, {"best": best})
+        if improved:
+            save_checkpoint(best_dir, model, metrics, training_args, fingerprint)
+        ap = f", val AP {record['val']['stats']['AP']:.4f}" if "val" in record else ""
+        log(f"epoch {epoch}: loss {stats['losses'].get('loss', float('nan')):.4f}{ap}, "
+            f"{stats['images_per_s']:.1f} images/s")
+        if stats["stopped_early"] and deadline is not None and time.monotonic() > deadline:
+            log(f"--max-minutes {cfg.max_minutes} reached during epoch {epoch}")
+            break
+
+    return {"out": str(out), "last": str(last_dir), "best": str(best_dir),
+            "last_epoch": epoch, "best_metric": best,
+            "best_metric_name": "val AP" if val_set is not None else "minus train loss",
+            "last_record": record,
+            "history": _read_jsonl(metrics_path)}
+
+
+def resumable_epoch(out: str | Path) -> int | None:
+    """The epoch a --resume of `out` would start at, or None when there is nothing to resume."""
+    last = Path(out) / "last"
+    try:
+        checkpoint_folder(last)
+    except CheckpointError:
+        return None
+    state = last / "training_state.json"
+    if not state.is_file():
+        return None
+    return int(json.loads(state.read_text())["epoch"]) + 1

@@ -1,0 +1,205 @@
+"""Training: a few steps lower the loss; feedback clicks; run folder, resume, --init, predict."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from clickpose.cli.main import app
+from clickpose.data import collate_batch, load_coco_dataset, train_transforms
+from clickpose.data.synthetic import generate_dataset
+from clickpose.keypoints import SchemaError
+from clickpose.model import build_model, preset_config
+from clickpose.model.criterion import SetCriterion, normalize_targets
+from clickpose.model.pose_errors import ErrorProbs
+from clickpose.train.engine import StepOptions, compute_losses
+from clickpose.train.feedback import simulate_clicks
+from clickpose.train.loop import TrainConfig, resumable_epoch, train
+from clickpose.train.optim import build_optimizer, build_scheduler
+
+SIZE = 128  # synthetic images
+TRAIN_SIZE = 96  # shorter side the model sees: small and fast
+SMALL = {"num_queries": 30, "max_humans": 6, "enc_layers": 1, "keypoint_layers": 2}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    train_dir = generate_dataset(root / "train", 6, seed=11, size=SIZE, max_persons=2,
+                                 progress=False)
+    val_dir = generate_dataset(root / "val", 3, seed=12, size=SIZE, max_persons=2, progress=False)
+    grown_dir = generate_dataset(root / "grown", 4, seed=13, size=SIZE, max_persons=2,
+                                 extra_keypoints=["head_top"], progress=False)
+    return {"train": train_dir, "val": val_dir, "grown": grown_dir, "root": root}
+
+
+def _config(sets, out, **kw):
+    base = {"data": sets["train"], "out": out, "val": sets["val"], "epochs": 1, "batch_size": 2,
+            "workers": 0, "image_size": TRAIN_SIZE, "max_size": TRAIN_SIZE, "dn_groups": 1,
+            "max_steps_per_epoch": 1, "progress": False, "lr": 2e-4, "feedback_max_rounds": 1,
+            "model_overrides": SMALL}
+    return TrainConfig(**{**base, **kw})
+
+
+def test_a_few_steps_lower_the_loss(data):
+    torch.manual_seed(0)
+    ds = load_coco_dataset(data["train"], seed=0)
+    schema = ds.schema
+    ds.transforms = train_transforms(schema, [TRAIN_SIZE], TRAIN_SIZE, crop=False,
+                                     color_jitter=False)
+    images, mask, targets = collate_batch([ds[i] for i in range(2)])
+    model = build_model(preset_config("tiny", image_size=TRAIN_SIZE, **SMALL), schema)
+    criterion = SetCriterion(schema)
+    optimizer = build_optimizer(model, lr=1e-3)
+    scheduler = build_scheduler(optimizer, total_steps=100, warmup_steps=4)
+    generator = torch.Generator().manual_seed(0)
+    train_options = StepOptions(dn_groups=1, error_probs=ErrorProbs(), feedback=True,
+                                feedback_max_rounds=1)
+    plain = StepOptions(dn_groups=0, feedback=False)
+
+    def plain_loss():
+        with torch.no_grad():
+            return sum(compute_losses(model, criterion, images, mask, targets, schema,
+                                      generator, plain).values()).item()
+
+    before = plain_loss()
+    for _ in range(10):
+        losses = compute_losses(model, criterion, images, mask, targets, schema, generator,
+                                train_options)
+        assert any(k.startswith("loss_dn_") for k in losses)
+        assert any(k.startswith("fb_loss_") for k in losses)
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        optimizer.step()
+        scheduler.step()
+    after = plain_loss()
+    assert after < 0.85 * before, (before, after)
+
+
+def test_simulated_click_fixes_the_worst_keypoint():
+    k = 5
+    gt = torch.rand(2, k, 2)
+    weights = torch.ones(2, k)
+    weights[1, 4] = 0
+    targets = [{"keypoints": gt, "keypoint_weights": weights}]
+    pred = gt[[1, 0]].clone()[None]  # query 0 is person 1, query 1 is person 0
+    pred = torch.cat([pred, torch.rand(1, 1, k, 2)], 1)  # and an unmatched query 2
+    pred[0, 0, 2] += 0.3            # person 1's worst keypoint: 2
+    pred[0, 0, 4] += 0.9            # worse, but unlabelled: never clicked
+    pred[0, 1, 3] += 0.2            # person 0's worst keypoint: 3
+    indices = [(torch.tensor([0, 1]), torch.tensor([1, 0]))]
+    pinned = torch.zeros(1, 3, k, dtype=torch.bool)
+    new, pin = simulate_clicks(pred, pinned, indices, targets)
+    assert pin[0].nonzero().tolist() == [[0, 2], [1, 3]]
+    assert torch.equal(new[0, 0, 2], gt[1, 2]) and torch.equal(new[0, 1, 3], gt[0, 3])
+    assert torch.equal(new[0, 2], pred[0, 2])
+    # The next click goes to the next worst keypoint, never to a pinned one.
+    _, pin2 = simulate_clicks(new, pin, indices, targets)
+    assert pin2.sum() == 4 and pin2[0, 0, 2] and pin2[0, 1, 3]
+
+
+def test_feedback_round_keeps_clicked_keypoints_exact(data):
+    torch.manual_seed(0)
+    ds = load_coco_dataset(data["train"])
+    schema = ds.schema
+    images, mask, targets = collate_batch([ds[0], ds[1]])
+    model = build_model(preset_config("tiny", image_size=TRAIN_SIZE, **SMALL), schema).eval()
+    tn = normalize_targets(targets)
+    criterion = SetCriterion(schema)
+    with torch.no_grad():
+        state = model.encode(images, mask)
+        humans = model.detect_humans(state)
+        out = model.decode_keypoints(state, humans)
+        indices = criterion.matcher({k: out[k] for k in ("pred_logits", "pred_boxes",
+                                                         "pred_keypoints")}, tn)
+        pinned = torch.zeros(out["pred_keypoints"].shape[:3], dtype=torch.bool)
+        keypoints, pinned = simulate_clicks(out["pred_keypoints"], pinned, indices, tn)
+        refined = model.decode_keypoints(state, humans, init_keypoints=keypoints, pinned=pinned)
+    assert pinned.any()
+    assert torch.equal(refined["pred_keypoints"][pinned], keypoints[pinned])
+
+
+def test_run_folder_resume_predict(data, tmp_path):
+    out = tmp_path / "run"
+    summary = train(_config(data, out), log=lambda *_: None)
+    for sub in ("last", "best"):
+        assert (out / sub / "model.safetensors").is_file() and (out / sub / "config.json").is_file()
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert first["epoch"] == 0 and first["train"]["steps"] == 1
+    assert 0.0 <= first["val"]["stats"]["AP"] <= 1.0
+    config = json.loads((out / "last" / "config.json").read_text())
+    assert config["dataset"]["num_images"] == 6 and len(config["dataset"]["annotations_sha256"]) == 64
+    assert config["training"]["epochs"] == 1
+    assert resumable_epoch(out) == 1
+    # Without --resume an existing run is not overwritten.
+    with pytest.raises(FileExistsError):
+        train(_config(data, out), log=lambda *_: None)
+    # --resume continues at the next epoch and appends to the log.
+    summary = train(_config(data, out, epochs=2, resume=True), log=lambda *_: None)
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1] and summary["last_epoch"] == 1 and resumable_epoch(out) == 2
+    # clickpose predict writes COCO results for every image.
+    preds = tmp_path / "preds.json"
+    result = CliRunner().invoke(app, ["predict", "--checkpoint", str(out / "best"), "--data",
+                                      str(data["val"]), "--out", str(preds), "--max-persons", "5"])
+    assert result.exit_code == 0, result.output
+    results = json.loads(preds.read_text())
+    assert {r["image_id"] for r in results} == {1, 2, 3}
+    assert all(len(r["keypoints"]) == 51 and 0 <= r["score"] <= 1 for r in results)
+    # The same checkpoint refuses data labelled with other keypoints.
+    result = CliRunner().invoke(app, ["predict", "--checkpoint", str(out / "best"), "--data",
+                                      str(data["grown"]), "--out", str(tmp_path / "x.json")])
+    assert result.exit_code == 1 and "schema mismatch" in result.output
+    # --init on data with a new keypoint: keypoint adaptation, one step.
+    adapted = tmp_path / "adapted"
+    train(_config(data, adapted, data=data["grown"], val=None, init=out / "best"),
+          log=lambda *_: None)
+    grown_cfg = json.loads((adapted / "last" / "config.json").read_text())
+    assert grown_cfg["schema"]["keypoints"][-1] == "head_top"
+    # ... but a checkpoint with more keypoints than the data is refused, naming both.
+    with pytest.raises(SchemaError, match="neither"):
+        train(_config(data, tmp_path / "bad", init=adapted / "last"), log=lambda *_: None)
+
+
+def test_validation_schema_must_match(data, tmp_path):
+    with pytest.raises(SchemaError) as err:
+        train(_config(data, tmp_path / "run", val=data["grown"]), log=lambda *_: None)
+    assert "head_top" in str(err.value) and "coco17" in str(err.value)
+
+
+def test_train_command_line(data, tmp_path):
+    out = tmp_path / "cli-run"
+    args = ["train", "--data", str(data["train"]), "--out", str(out), "--epochs", "1",
+            "--batch-size", "6", "--image-size", str(TRAIN_SIZE), "--workers", "0",
+            "--dn-groups", "1", "--lr", "1e-4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "done: last checkpoint" in result.output and "train loss" in result.output
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["train"]["steps"] == 1 and record["train"]["images"] == 6
+    # A second run into the same folder needs --resume; errors are one clear line, exit 1.
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "--resume" in result.output
+    # Resuming on data labelled with other keypoints is refused, naming both schemas.
+    result = CliRunner().invoke(app, ["train", "--data", str(data["grown"]), "--out", str(out),
+                                      "--resume", "--epochs", "2"])
+    assert result.exit_code == 1 and "schema mismatch" in result.output
+    assert "coco17+head_top" in result.output and "'coco17'" in result.output
+
+
+def test_epoch_stops_at_the_deadline(data):
+    from clickpose.train.engine import train_one_epoch
+
+    ds = load_coco_dataset(data["train"])
+    ds.transforms = train_transforms(ds.schema, [TRAIN_SIZE], TRAIN_SIZE, crop=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate_batch)
+    model = build_model(preset_config("tiny", image_size=TRAIN_SIZE, **SMALL), ds.schema)
+    optimizer = build_optimizer(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    stats = train_one_epoch(model, SetCriterion(ds.schema), loader, optimizer, None,
+                            torch.device("cpu"), 0, ds.schema, torch.Generator(), StepOptions(),
+                            deadline=0.0, progress=False)
+    assert stats["stopped_early"] and stats["steps"] == 0 and stats["images"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
