@@ -4,3 +4,4 @@ from clickpose.cli import data_cmd  # noqa: F401  check-data
 from clickpose.cli import synth_cmd  # noqa: F401  synth
 from clickpose.cli import train_cmd  # noqa: F401  train
 from clickpose.cli import predict_cmd  # noqa: F401  predict
+from clickpose.cli import annotate_cmd  # noqa: F401  annotate create|serve|status|export
