@@ -203,3 +203,43 @@ def test_epoch_stops_at_the_deadline(data):
                             deadline=0.0, progress=False)
     assert stats["stopped_early"] and stats["steps"] == 0 and stats["images"] == 0
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_time_limit_moves_the_lr_drop_into_the_run():
+    from clickpose.train.optim import fit_drop_to_deadline
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = build_optimizer(model, lr=1e-3)
+    scheduler = build_scheduler(optimizer, total_steps=10_000, warmup_steps=10)
+    assert scheduler.lr_lambdas[0].drop_step == 8_000
+    for _ in range(100):
+        optimizer.step()
+        scheduler.step()
+    # 100 steps done, 2 steps/s, 150 s left: about 400 steps in all, drop at 80% of them.
+    assert fit_drop_to_deadline(scheduler, 100, 2.0, 150.0) == 320
+    for _ in range(220):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[-1]["lr"] == pytest.approx(1e-4)
+    # A slower estimate later never moves the drop back, nor into the past.
+    assert fit_drop_to_deadline(scheduler, 320, 0.5, 10.0) == 320
+    fresh = build_scheduler(build_optimizer(model), total_steps=1_000, warmup_steps=10)
+    assert fit_drop_to_deadline(fresh, 5, 1.0, 0.0) == 10
+
+
+def test_tiny_backbone_is_pretrained_and_partly_frozen():
+    from clickpose.keypoints import coco17
+    from clickpose.model.lite0_weights import lite0_timm_state_dict
+    from clickpose.train.loop import default_cpu_threads
+
+    model = build_model(preset_config("tiny"), coco17())
+    body = model.backbone.body
+    weights = lite0_timm_state_dict()
+    assert torch.equal(body.conv_stem.weight, weights["conv_stem.weight"])
+    assert torch.equal(body.blocks[3][0].conv_pw.weight, weights["blocks.3.0.conv_pw.weight"])
+    frozen = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("blocks.") else "")
+              for n, p in body.named_parameters() if not p.requires_grad}
+    assert frozen == {"conv_stem", "blocks.0", "blocks.1"}  # batch norms: frozen buffers
+    assert all(p.requires_grad for n, p in body.named_parameters() if n.startswith("blocks.2"))
+    assert model.backbone.strides == [8, 16]
+    assert 1 <= default_cpu_threads(workers=2) <= torch.get_num_threads()

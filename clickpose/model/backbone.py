@@ -14,7 +14,7 @@ class Backbone(nn.Module):
     """(B, 3, H, W) images and (B, H, W) padding mask -> per level (features, mask)."""
 
     def __init__(self, name: str, out_indices: list[int], weights: str = "none",
-                 frozen_batch_norm: bool = False):
+                 frozen_batch_norm: bool = False, frozen_blocks: int = 0):
         super().__init__()
         try:
             self.body = timm.create_model(name, features_only=True,
@@ -36,6 +36,7 @@ class Backbone(nn.Module):
             # Pretrained statistics stay fixed: batches of a few images would spoil them.
             self.body = freeze_batch_norm_2d(self.body)
         _drop_unused_blocks(self.body)
+        freeze_stem_and_blocks(self.body, frozen_blocks)
         self.channels: list[int] = self.body.feature_info.channels()
         self.strides: list[int] = self.body.feature_info.reduction()
 
@@ -50,6 +51,17 @@ class Backbone(nn.Module):
 def downsample_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
     """(B, H, W) padding mask -> (B, h, w), nearest neighbour."""
     return F.interpolate(mask[None].float(), size=size)[0].to(torch.bool)
+
+
+def freeze_stem_and_blocks(body: nn.Module, num_blocks: int) -> None:
+    """No gradient for the stem and the first `num_blocks` blocks: pretrained low-level
+    filters need no tuning, and the backward pass skips the costly high-resolution maps."""
+    if num_blocks <= 0:
+        return
+    for name, p in body.named_parameters():
+        first = name.split(".")[0]
+        if first != "blocks" or int(name.split(".")[1]) < num_blocks:
+            p.requires_grad_(False)
 
 
 def _drop_unused_blocks(body: nn.Module) -> None:

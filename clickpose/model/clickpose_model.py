@@ -28,7 +28,8 @@ class ClickPose(nn.Module):
         self.config, self.schema = config, schema
         dim, levels = config.hidden_dim, config.num_feature_levels
         self.backbone = Backbone(config.backbone, config.backbone_out_indices,
-                                 config.backbone_weights, config.frozen_batch_norm)
+                                 config.backbone_weights, config.frozen_batch_norm,
+                                 config.frozen_backbone_blocks)
         self.input_proj = self._input_projections(self.backbone.channels, dim, levels)
         self.level_embed = nn.Parameter(torch.empty(levels, dim).normal_())
         self.position_encoding = PositionEmbeddingSine(dim // 2)

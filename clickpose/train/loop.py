@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from clickpose.model.checkpoint import (
 from clickpose.model.criterion import SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
 from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
-from clickpose.train.optim import build_optimizer, build_scheduler
+from clickpose.train.optim import build_optimizer, build_scheduler, fit_drop_to_deadline
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -68,12 +69,19 @@ class TrainConfig(BaseModel):
     progress: bool = True
     max_steps_per_epoch: int | None = None
     skip_bad: bool = False
+    threads: int | None = None         # CPU threads for torch; default: cores left by workers
 
 
 def pick_device(name: str | None) -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_cpu_threads(workers: int) -> int:
+    """Torch threads on a CPU run: the cores the data workers leave free (at least one, at
+    most torch's own default). Oversubscribed cores make every step slower, not faster."""
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - workers))
 
 
 def seed_everything(seed: int) -> None:
@@ -146,6 +154,16 @@ def _check_resume_schema(last: Path, schema: KeypointSchema, data: Path) -> None
 # ---- the run --------------------------------------------------------------------------------
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train as `cfg` says; returns a summary (epochs run, best metric, paths, speed)."""
+    previous_threads = torch.get_num_threads()
+    if pick_device(cfg.device).type == "cpu":
+        torch.set_num_threads(cfg.threads or default_cpu_threads(cfg.workers))
+    try:
+        return _train(cfg, log)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(cfg: TrainConfig, log) -> dict:
     from clickpose.data import collate_batch, eval_transforms, load_coco_dataset, train_transforms
 
     started = time.monotonic()
@@ -229,6 +247,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     atomic_write_text(out / "train_config.json", cfg.model_dump_json(indent=2))
     log(f"training '{mc.preset}' on {len(train_set)} images ({schema.name}, "
         f"{schema.num_keypoints} keypoints) on {device}"
+        + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
         + (" with bf16 autocast" if amp_dtype else "") + f", epochs {start_epoch}..{cfg.epochs - 1}")
 
     epoch, record = start_epoch - 1, None
@@ -241,6 +260,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
         stats = train_one_epoch(model, criterion, train_loader, optimizer, scheduler, device,
                                 epoch, schema, noise_gen, options, deadline=deadline,
                                 progress=cfg.progress, max_steps=cfg.max_steps_per_epoch)
+        if deadline is not None and stats["seconds"] > 0:
+            # The time limit, not the epoch count, ends this run: drop the lr in time.
+            fit_drop_to_deadline(scheduler, scheduler.last_epoch,
+                                 stats["steps"] / stats["seconds"], deadline - time.monotonic())
         record = {"epoch": epoch, "train": stats, "lr": optimizer.param_groups[-1]["lr"],
                   "elapsed_s": time.monotonic() - started}
         if val_loader is not None:

@@ -56,3 +56,18 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
         warmup_steps = min(200, max(1, total_steps // 20))
     drop = max(warmup_steps, math.ceil(total_steps * drop_fraction))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupStepSchedule(warmup_steps, drop, gamma))
+
+
+def fit_drop_to_deadline(scheduler: torch.optim.lr_scheduler.LambdaLR, steps_done: int,
+                         steps_per_second: float, seconds_left: float,
+                         drop_fraction: float = 0.8) -> int | None:
+    """A time-limited run (--max-minutes) ends before its nominal last step: move the lr drop
+    to `drop_fraction` of the steps the time allows, so that the run still gets its
+    low-lr tail. Never moves the drop later, nor into the past. Returns the new drop step."""
+    schedule = scheduler.lr_lambdas[0]
+    if not isinstance(schedule, WarmupStepSchedule) or steps_per_second <= 0:
+        return None
+    expected_total = steps_done + steps_per_second * max(seconds_left, 0.0)
+    drop = max(schedule.warmup_steps, steps_done + 1, math.ceil(expected_total * drop_fraction))
+    schedule.drop_step = min(schedule.drop_step, drop)
+    return schedule.drop_step

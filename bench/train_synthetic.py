@@ -1,0 +1,165 @@
+"""Train the `tiny` preset on synthetic people for a fixed time, then measure AP and NoC.
+
+    .venv/bin/python bench/train_synthetic.py [--minutes 30] [--train-images 2000]
+        [--val-images 200] [--seed 1] [--size 256] [--cache work/bench_synth]
+        [--out work/bench_runs/train_synthetic] [--threads N] [--workers 1]
+        [--lr 8e-4] [--batch-size 8] [--dn-groups 1] [--epochs 4] [--noc-images 200] [--device cpu|cuda]
+
+The synthetic `photo` images are generated once per (count, seed, size) and reused from
+--cache. Training runs through `clickpose.train.loop.train` (what `clickpose train` runs)
+with a time limit; the last checkpoint is then evaluated on the validation images (other
+seed): COCO OKS AP with pycocotools, and NoC at 85/90/95 in `model-only` and `refine`
+modes. Prints JSON lines: the machine, the data, each training epoch, AP, NoC per mode and
+a summary with the issue's targets (AP >= 0.50, refine NoC@90 <= 0.6 x model-only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.latency import machine
+from clickpose.data.synthetic import generate_dataset
+from clickpose.evaluate import NocSettings, checkpoint_editors, evaluate_ap, run_noc
+from clickpose.keypoints import KeypointSchema
+from clickpose.train.loop import TrainConfig, default_cpu_threads, train
+from clickpose.train.predict import predict_folder
+
+STYLE = "photo"
+AP_TARGET = 0.50
+NOC_RATIO_TARGET = 0.6
+NOC_TARGETS = (85, 90, 95)
+# The train seed's images and the validation seed's never overlap: another seed draws
+# other scenes.
+VAL_SEED_OFFSET = 1000
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def cached_dataset(cache: Path, images: int, seed: int, size: int) -> Path:
+    """The synthetic folder for (images, seed, size), generated the first time."""
+    folder = cache / f"{STYLE}-n{images}-s{seed}-{size}px"
+    if (folder / "annotations.json").is_file():
+        return folder
+    if folder.exists():  # an interrupted generation: start again
+        shutil.rmtree(folder)
+    return generate_dataset(folder, images, seed=seed, style=STYLE, size=size, progress=True)
+
+
+def noc_summary(result) -> dict:
+    summary = result.summary()
+    return {"mode": summary["mode"], "n_images": summary["n_images"],
+            **{f"NoC@{t}": summary["targets"][str(t)]["NoC"] for t in NOC_TARGETS},
+            **{f"never_reached@{t}": summary["targets"][str(t)]["n_never_reached"]
+               for t in NOC_TARGETS},
+            "dataset_ap_after_clicks": summary["dataset_ap_after"]}
+
+
+def evaluate(checkpoint: Path, val_dir: Path, noc_images: int, device: str | None) -> dict:
+    """AP of the checkpoint's predictions and NoC per mode on the validation folder."""
+    dataset = json.loads((val_dir / "annotations.json").read_text())
+    schema = KeypointSchema.from_coco_category(dataset["categories"][0])
+    started = time.perf_counter()
+    results = predict_folder(checkpoint, val_dir, device=device, progress=False)
+    ap = evaluate_ap(dataset, results, schema)
+    emit({"kind": "ap", "checkpoint": str(checkpoint), **ap.to_dict(),
+          "seconds": round(time.perf_counter() - started, 1)})
+    if noc_images < len(dataset["images"]):
+        keep = {im["id"] for im in dataset["images"][:noc_images]}
+        dataset = {**dataset, "images": [im for im in dataset["images"] if im["id"] in keep],
+                   "annotations": [a for a in dataset["annotations"] if a["image_id"] in keep]}
+    nocs = {}
+    for mode in ("model-only", "refine"):
+        started = time.perf_counter()
+        editors = checkpoint_editors(checkpoint, val_dir, dataset, mode, schema)
+        # stdout carries only JSON lines: the progress goes to stderr.
+        print(f"NoC ({mode}) on {len(dataset['images'])} images...", file=sys.stderr, flush=True)
+        result = run_noc(dataset, editors, NocSettings(targets=NOC_TARGETS, mode=mode),
+                         schema=schema, progress=False)
+        nocs[mode] = noc_summary(result)
+        emit({"kind": "noc", **nocs[mode], "seconds": round(time.perf_counter() - started, 1)})
+    return {"ap": ap.stats["AP"], "noc": nocs}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="training time limit")
+    parser.add_argument("--train-images", type=int, default=2000)
+    parser.add_argument("--val-images", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1, help="train data seed (val: +1000)")
+    parser.add_argument("--size", type=int, default=256, help="synthetic image size")
+    parser.add_argument("--cache", type=Path, default=Path("work/bench_synth"))
+    parser.add_argument("--out", type=Path, default=Path("work/bench_runs/train_synthetic"))
+    parser.add_argument("--epochs", type=int, default=4,
+                        help="nominal length of the lr schedule; on a 2-core CPU the time "
+                             "limit ends the run first (the lr drop follows it)")
+    parser.add_argument("--lr", type=float, default=8e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--dn-groups", type=int, default=1,
+                        help="noised copies per pose (pose error modeling)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: the cores the workers leave)")
+    parser.add_argument("--noc-images", type=int, default=200)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--skip-train", action="store_true",
+                        help="evaluate the run already in --out")
+    args = parser.parse_args(argv)
+
+    threads = args.threads or default_cpu_threads(args.workers)
+    torch.set_num_threads(threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    emit({**machine(device), "torch_threads": threads, "workers": args.workers})
+
+    started = time.perf_counter()
+    train_dir = cached_dataset(args.cache, args.train_images, args.seed, args.size)
+    val_dir = cached_dataset(args.cache, args.val_images, args.seed + VAL_SEED_OFFSET, args.size)
+    emit({"kind": "data", "style": STYLE, "train": str(train_dir), "val": str(val_dir),
+          "train_images": args.train_images, "val_images": args.val_images, "size": args.size,
+          "seconds": round(time.perf_counter() - started, 1)})
+
+    if not args.skip_train:
+        if args.out.exists():
+            shutil.rmtree(args.out)  # a bench run always starts from scratch
+        cfg = TrainConfig(data=train_dir, out=args.out, preset="tiny", epochs=args.epochs,
+                          batch_size=args.batch_size, lr=args.lr, workers=args.workers,
+                          dn_groups=args.dn_groups,
+                          max_minutes=args.minutes, threads=threads, device=args.device,
+                          progress=False)
+        summary = train(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+        for record in summary["history"]:
+            emit({"kind": "epoch", "epoch": record["epoch"], "steps": record["train"]["steps"],
+                  "images_per_s": round(record["train"]["images_per_s"], 2),
+                  "loss": round(record["train"]["losses"]["loss"], 3),
+                  "lr": record["lr"], "elapsed_s": round(record["elapsed_s"], 1)})
+        emit({"kind": "train", "minutes": args.minutes, "epochs_run": summary["last_epoch"] + 1,
+              "images_seen": sum(r["train"]["images"] for r in summary["history"]),
+              "train_config": json.loads(cfg.model_dump_json())})
+
+    figures = evaluate(args.out / "last", val_dir, args.noc_images, args.device)
+    refine = figures["noc"]["refine"]["NoC@90"]
+    model_only = figures["noc"]["model-only"]["NoC@90"]
+    ratio = refine / model_only if model_only > 0 else None
+    result = {"kind": "summary", "val_AP": figures["ap"], "AP_target": AP_TARGET,
+              "AP_target_met": figures["ap"] >= AP_TARGET,
+              "NoC@90_refine": refine, "NoC@90_model_only": model_only,
+              "NoC@90_ratio": ratio, "NoC_ratio_target": NOC_RATIO_TARGET,
+              "NoC_target_met": ratio is not None and ratio <= NOC_RATIO_TARGET,
+              "total_seconds": round(time.perf_counter() - started, 1),
+              "pid": os.getpid()}
+    emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

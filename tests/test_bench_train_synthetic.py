@@ -1,0 +1,40 @@
+"""bench/train_synthetic.py end to end on a handful of small synthetic images."""
+import importlib.util
+import json
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "train_synthetic.py"
+
+
+def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("train_synthetic_bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    summary = bench.main(["--minutes", "0.05", "--epochs", "1", "--train-images", "4",
+                          "--val-images", "2", "--size", "96", "--batch-size", "2",
+                          "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
+                          "--threads", "1", "--workers", "0"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = [line.get("kind") for line in lines]
+    assert kinds[:2] == ["machine", "data"] and kinds[-1] == "summary"
+    machine = lines[0]
+    assert machine["device"] == "cpu" and machine["torch_threads"] == 1 and machine["cores"] >= 1
+    assert machine["cpu"] and machine["torch"]
+    assert (tmp_path / "cache" / "photo-n4-s1-96px" / "annotations.json").is_file()
+    assert (tmp_path / "cache" / "photo-n2-s1001-96px" / "annotations.json").is_file()
+    epochs = [line for line in lines if line["kind"] == "epoch"]
+    assert len(epochs) == 1 and epochs[0]["steps"] >= 1
+    nocs = {line["mode"]: line for line in lines if line["kind"] == "noc"}
+    assert set(nocs) == {"model-only", "refine"}
+    for noc in nocs.values():
+        assert noc["n_images"] == 2 and 0 <= noc["NoC@90"] <= 17
+    ap = next(line for line in lines if line["kind"] == "ap")
+    assert summary["val_AP"] == ap["stats"]["AP"] and 0.0 <= summary["val_AP"] <= 1.0
+    assert summary["NoC@90_refine"] == nocs["refine"]["NoC@90"]
+    # The generated data is reused, not drawn again, by a second run (evaluation only).
+    stamp = (tmp_path / "cache" / "photo-n4-s1-96px" / "annotations.json").stat().st_mtime_ns
+    bench.main(["--skip-train", "--train-images", "4", "--val-images", "2", "--size", "96",
+                "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
+                "--threads", "1", "--noc-images", "1"])
+    assert (tmp_path / "cache" / "photo-n4-s1-96px" / "annotations.json").stat().st_mtime_ns \
+        == stamp
