@@ -1,0 +1,85 @@
+"""What a campaign is: its data, budgets, stopping rule, model recipe and annotation mode.
+
+One pydantic model, so that it is a Prefect flow parameter, a deployment's JSON and the
+record kept in the store with every round.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A small network for CPU rounds: fewer queries, one encoder layer (see clickpose.model.presets).
+CPU_MODEL = {"num_queries": 30, "max_humans": 6, "enc_layers": 1, "keypoint_layers": 2}
+
+
+class TrainSettings(BaseModel):
+    """How each round fine-tunes (clickpose.train.loop.TrainConfig fields)."""
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = "tiny"
+    epochs: int = 30
+    max_minutes: float | None = 1.0     # budget per training run; the run stops and saves
+    batch_size: int = 8
+    lr: float = 4e-4
+    image_size: int | None = 96
+    max_size: int | None = 128
+    model_overrides: dict = Field(default_factory=lambda: dict(CPU_MODEL))
+    dn_groups: int = 1
+    feedback_max_rounds: int | None = 1
+    max_steps_per_epoch: int | None = None
+    workers: int = 0
+    device: str | None = None           # default: cuda when present, else cpu
+    threads: int | None = None          # CPU threads for torch (default: the free cores)
+    seed: int = 0
+
+
+class CampaignConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "people"                 # dataset name in the store, and the campaign's
+    store: str | None = None             # storage URI (default $CLICKPOSE_STORE or WORK/store)
+    work: Path                           # local folder: checkpoints, training folders, tasks
+    pool: Path                           # images/ to choose from (+ annotations.json: the
+                                         # ground truth the simulated annotator reads)
+    val: Path                            # fixed validation set: never enters training
+    seed_labels: Path | None = None      # the labeled set the first model is trained on
+    initial_checkpoint: Path | None = None  # start from this instead of training on seed_labels
+    rounds: int = Field(3, ge=0)         # rounds after round 0
+    budget_images: int | None = 20       # per round
+    budget_clicks: float | None = None   # per round, in predicted clicks
+    target_ap: float | None = None       # stop once val AP reaches it
+    click_budget: float | None = None    # stop once the campaign has spent this many clicks
+    scorer: Literal["least_confidence", "entropy", "expected_clicks", "random"] = \
+        "least_confidence"
+    strategy: str = "top"
+    selection_seed: int = 0
+    shards: int = Field(2, ge=1)         # pool scoring fan-out
+    score_batch_size: int = 8
+    annotation: Literal["simulated", "human"] = "simulated"
+    noc_val_images: int | None = 20      # NoC on the first N val images (AP uses all)
+    noc_max_rounds: int = 17
+    annotate_max_rounds: int = 17        # simulated annotator: rounds per image at most
+    inference_threads: int | None = 1    # torch CPU threads for scoring, simulation, NoC:
+                                         # one thread per small decoder pass is fastest on
+                                         # a busy machine (more threads mostly wait)
+    promote_metric: str = "ap"
+    promote_min_delta: float = 0.0
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    initial_train_minutes: float | None = None  # round 0's budget (default train.max_minutes)
+    fiftyone_dataset: str | None = None  # default clickpose-NAME
+    annotator_port: int = 8765
+    annotation_timeout_s: int = 7 * 24 * 3600
+
+    @property
+    def dataset_name(self) -> str:
+        return self.fiftyone_dataset or f"clickpose-{self.name}"
+
+    def train_settings(self, round_index: int) -> TrainSettings:
+        if round_index == 0 and self.initial_train_minutes is not None:
+            return self.train.model_copy(update={"max_minutes": self.initial_train_minutes})
+        return self.train
+
+    def round_dir(self, round_index: int) -> Path:
+        return Path(self.work) / f"round-{round_index:03d}"

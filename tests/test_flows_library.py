@@ -1,0 +1,158 @@
+"""The campaign steps the flows call, without Prefect: labeled sets merged once per image,
+rounds imported idempotently, the promotion rule, the campaign record and its stopping rule,
+the report, and the simulated annotator."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from flows_fixtures import tiny_config, tiny_data
+
+from clickpose.campaign import dataset as campaign_data
+from clickpose.campaign import labels, ledger, promotion, report
+from clickpose.campaign.simulate import simulate_annotation
+from clickpose.keypoints import SchemaError, coco17_plus
+from clickpose.model import build_model, preset_config
+from clickpose.model.checkpoint import save_checkpoint
+from storage import Datasets, ModelRegistry, open_store
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_data(tmp_path_factory.mktemp("campaign-data"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, data):
+    import torch
+
+    from clickpose.campaign.config import CPU_MODEL
+    from clickpose.keypoints import coco17
+
+    torch.manual_seed(0)
+    model = build_model(preset_config("tiny", image_size=64, max_size=96, **CPU_MODEL), coco17())
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m", model)
+
+
+def _pool_gt(data) -> dict:
+    return json.loads((data["pool"] / "annotations.json").read_text())
+
+
+def test_merge_renumbers_and_refuses_an_image_twice(data):
+    gt = _pool_gt(data)
+    a = labels.subset(gt, ["pool/000001.jpg", "pool/000002.jpg"], "pool")
+    b = labels.subset(gt, ["pool/000005.jpg"], "pool")
+    merged = labels.merge(labels.merge(None, a), b)
+    assert [im["file_name"] for im in merged["images"]] == ["pool/000001.jpg", "pool/000002.jpg",
+                                                            "pool/000005.jpg"]
+    assert [im["id"] for im in merged["images"]] == [1, 2, 3]
+    assert [a["id"] for a in merged["annotations"]] == list(range(1, len(merged["annotations"]) + 1))
+    by_image = {im["id"]: im["file_name"] for im in gt["images"]}
+    expected = sorted(a["keypoints"] for a in gt["annotations"] if by_image[a["image_id"]] in
+                      ("000001.jpg", "000002.jpg", "000005.jpg"))
+    assert sorted(a["keypoints"] for a in merged["annotations"]) == expected
+    with pytest.raises(labels.LabelError, match="'pool/000005.jpg'"):
+        labels.merge(merged, labels.subset(gt, ["pool/000005.jpg"], "pool"))
+    grown = {**b, "categories": [coco17_plus(["head_top"]).to_coco_category()]}
+    with pytest.raises(SchemaError):
+        labels.merge(merged, grown)
+    with pytest.raises(labels.LabelError, match="no entry"):
+        labels.subset(gt, ["pool/999999.jpg"], "pool")
+
+
+def test_rounds_are_imported_once(tmp_path, data):
+    cfg = tiny_config(tmp_path, data)
+    datasets = Datasets(open_store(cfg.store))
+    assert campaign_data.ingest_pool(datasets, cfg).number == 1
+    assert campaign_data.ingest_pool(datasets, cfg).number == 1     # same pool: no new version
+    seed = campaign_data.seed_labels(cfg)
+    v0 = campaign_data.import_round(datasets, cfg, 0, seed, None, None)
+    assert campaign_data.import_round(datasets, cfg, 0, seed, None, None) == v0
+    new = labels.subset(_pool_gt(data), ["pool/000003.jpg"], "pool")
+    v1 = campaign_data.import_round(datasets, cfg, 1, new, [{"image": "pool/000003.jpg",
+                                                             "score": 0.5}],
+                                    [{"image": "pool/000003.jpg", "clicks": 4, "seconds": 8.0}])
+    assert campaign_data.import_round(datasets, cfg, 1, new, None, None).number == v1.number
+    assert datasets.versions(cfg.name) == [1, 2, 3]
+    assert labels.labeled_keys(datasets.labels(v1)) == [
+        f"seed/{i:06d}.jpg" for i in range(1, 5)] + ["pool/000003.jpg"]
+    with pytest.raises(labels.LabelError, match="labeled already"):
+        campaign_data.import_round(datasets, cfg, 2, new, None, None)
+    folder = campaign_data.training_folder(datasets, cfg, 1)
+    from clickpose.data import read_coco_dataset
+
+    assert len(read_coco_dataset(folder).records) == 5
+
+
+def test_promotion_rule():
+    assert promotion.decide({"ap": 0.1}, None).promote
+    assert promotion.decide({"ap": 0.5}, {"ap": 0.4}).promote
+    assert not promotion.decide({"ap": 0.4}, {"ap": 0.5}).promote
+    assert not promotion.decide({"ap": 0.45}, {"ap": 0.4}, min_delta=0.1).promote
+    assert promotion.decide({"ap": 0.4, "noc_90": 3.0}, {"ap": 0.4, "noc_90": 4.0}).promote
+    assert not promotion.decide({"ap": 0.4, "noc_90": 5.0}, {"ap": 0.4, "noc_90": 4.0}).promote
+
+
+def test_register_round_model_once(tmp_path, checkpoint):
+    registry = ModelRegistry(open_store(tmp_path / "store"))
+    metrics = {"ap": 0.2, "noc": {"90": 4.0}}
+    first, d0 = promotion.register_round_model(registry, checkpoint, "c1", 0, metrics,
+                                               {"name": "p", "version": 2}, None)
+    again, _ = promotion.register_round_model(registry, checkpoint, "c1", 0, metrics,
+                                              {"name": "p", "version": 2}, None)
+    assert first.id == again.id and len(registry.list()) == 1 and d0.promote
+    worse, d1 = promotion.register_round_model(registry, checkpoint, "c1", 1, {"ap": 0.1},
+                                               {"name": "p", "version": 3}, first.id)
+    assert not d1.promote and registry.current().id == first.id
+    assert worse.metrics == {"ap": 0.1} and worse.parent == first.id
+    local = promotion.local_checkpoint(registry, worse.id, tmp_path / "cache")
+    assert (local / "model.safetensors").read_bytes() == (checkpoint / "model.safetensors"
+                                                          ).read_bytes()
+
+
+def test_campaign_record_and_stop_rule(tmp_path):
+    store = open_store(tmp_path / "store")
+    state = ledger.open_campaign(store, "c", {"rounds": 3})
+    assert ledger.open_campaign(store, "c", {"rounds": 9}).id == state.id
+    assert state.next_round == 0
+    ledger.record_round(store, "c", 0, {"metrics": {"ap": 0.3}, "model": "m1",
+                                        "current_model": "m1", "clicks": 0})
+    state = ledger.record_round(store, "c", 1, {"metrics": {"ap": 0.2}, "model": "m2",
+                                                "current_model": "m1", "clicks": 40})
+    assert ledger.record_round(store, "c", 1, {"clicks": 99}).rounds[1]["clicks"] == 40
+    assert state.next_round == 2 and state.clicks == 40
+    assert ledger.current_ap(state) == 0.3
+    assert ledger.stop_reason(state, target_ap=0.25).startswith("target AP")
+    assert ledger.stop_reason(state, target_ap=0.5) is None
+    assert ledger.stop_reason(state, click_budget=40).startswith("click budget")
+    assert ledger.stop_reason(state, click_budget=41) is None
+
+
+def test_report_table_and_curve(tmp_path):
+    rounds = {0: {"labeled_images": 4, "new_images": 4, "clicks": 0, "clicks_total": 0,
+                  "metrics": {"ap": 0.1, "ap50": 0.2, "noc": {"85": 9.0, "90": 10.0, "95": 11.0}},
+                  "model": "m0001", "promoted": True},
+              1: {"labeled_images": 7, "new_images": 3, "clicks": 21, "clicks_total": 21,
+                  "metrics": {"ap": 0.25, "ap50": 0.4, "noc": {"85": 7.0, "90": 8.5, "95": 9.0}},
+                  "model": "m0002", "promoted": True}}
+    table = report.rounds_table(rounds)
+    assert table.splitlines()[3] == ("| 1 | 7 | 3 | 21 | 21 | 0.250 | 0.400 | 7.000 | 8.500 | "
+                                     "9.000 | m0002 | yes |")
+    written = report.write_report(open_store(tmp_path / "store"), "c", rounds)
+    png = (tmp_path / "store" / written["curve"]).read_bytes()
+    assert png[:4] == b"\x89PNG" and len(png) > 5000
+    assert written["curve_uri"] in written["text"]
+
+
+def test_simulated_annotator_labels_from_ground_truth(data, checkpoint):
+    gt = _pool_gt(data)
+    keys = ["pool/000002.jpg", "pool/000007.jpg"]
+    batch = simulate_annotation(checkpoint, data["pool"], gt, keys, max_rounds=2)
+    assert labels.labeled_keys(batch.labels) == keys
+    truth = labels.subset(gt, keys, "pool")
+    assert batch.labels["annotations"] == truth["annotations"]
+    assert [r["image"] for r in batch.records] == keys
+    for record in batch.records:
+        assert record["rounds"] <= 2 and record["seconds"] == 2.0 * record["clicks"]
+    # An untrained model is far from the truth: the annotator has to click.
+    assert batch.clicks > 0
