@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from clickpose.keypoints import coco17
-from clickpose.model import build_model, preset_config
 from clickpose.poses import Poses
+from annotator_fixtures import tiny_model
 
 H, W = 240, 320
 
@@ -25,15 +24,7 @@ def _image(seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    m = build_model(preset_config("tiny"), coco17())
-    # Zero-initialised refinement heads would leave every keypoint where it starts; give
-    # them weights, as training would, so that clicks have something to change.
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in m.keypoint_decoder.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.02)
-    return m.eval()
+    return tiny_model()
 
 
 @pytest.fixture
