@@ -111,8 +111,8 @@ def test_extra_keypoints_carry_their_sigmas_and_sit_where_the_geometry_says(tmp_
             checked += 1
         for side in ("left", "right"):   # the toe is a foot length from the ankle, no more
             toe, ankle = kp[idx[f"{side}_toe"]], kp[idx[f"{side}_ankle"]]
-            if toe[2] > 0 and ankle[2] > 0:
-                head = abs(kp[idx["head_top"], 1] - kp[idx["nose"], 1]) + 1
+            if toe[2] > 0 and ankle[2] > 0 and both:
+                head = np.hypot(*(kp[idx["head_top"], :2] - kp[idx["nose"], :2])) + 1
                 assert np.hypot(*(toe[:2] - ankle[:2])) < 6 * head
     assert checked > 3
 

@@ -38,7 +38,7 @@ from clickpose.keypoints import KeypointSchema
 from clickpose.poses import Poses
 
 # Person standing height as a fraction of the image side: from far away to close up.
-MIN_HEIGHT, MAX_HEIGHT = 0.15, 1.1
+MIN_HEIGHT, MAX_HEIGHT = 0.3, 1.1
 
 
 @dataclass

@@ -23,7 +23,7 @@ from clickpose.data.synthetic.styles import STYLES
 from clickpose.io import atomic_write_json
 from clickpose.keypoints import coco17_plus
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 # JPEG at quality 90: a fifth of the PNG size for these noisy images, faster to write, and
 # the compression artefacts real COCO photos carry; labels come from geometry, not pixels.
 IMAGE_FORMATS = {"jpg": ("JPEG", {"quality": 90}), "png": ("PNG", {"compress_level": 6})}
