@@ -26,69 +26,28 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
-from clickpose.data.synthetic import generate_dataset
-from clickpose.evaluate import NocSettings, checkpoint_editors, evaluate_ap, run_noc
-from clickpose.keypoints import KeypointSchema
+from clickpose.data.synthetic import GENERATOR_VERSION, generate_dataset
 from clickpose.train.loop import TrainConfig, default_cpu_threads, train
-from clickpose.train.predict import predict_folder
 
 STYLE = "photo"
 AP_TARGET = 0.50
 NOC_RATIO_TARGET = 0.6
-NOC_TARGETS = (85, 90, 95)
 # The train seed's images and the validation seed's never overlap: another seed draws
 # other scenes.
 VAL_SEED_OFFSET = 1000
 
 
-def emit(record: dict) -> None:
-    print(json.dumps(record), flush=True)
-
-
 def cached_dataset(cache: Path, images: int, seed: int, size: int) -> Path:
-    """The synthetic folder for (images, seed, size), generated the first time."""
-    folder = cache / f"{STYLE}-n{images}-s{seed}-{size}px"
+    """The synthetic folder for (images, seed, size), generated the first time (the
+    generator's version is in the name: a new version draws other scenes)."""
+    folder = cache / f"{STYLE}-v{GENERATOR_VERSION}-n{images}-s{seed}-{size}px"
     if (folder / "annotations.json").is_file():
         return folder
     if folder.exists():  # an interrupted generation: start again
         shutil.rmtree(folder)
     return generate_dataset(folder, images, seed=seed, style=STYLE, size=size, progress=True)
-
-
-def noc_summary(result) -> dict:
-    summary = result.summary()
-    return {"mode": summary["mode"], "n_images": summary["n_images"],
-            **{f"NoC@{t}": summary["targets"][str(t)]["NoC"] for t in NOC_TARGETS},
-            **{f"never_reached@{t}": summary["targets"][str(t)]["n_never_reached"]
-               for t in NOC_TARGETS},
-            "dataset_ap_after_clicks": summary["dataset_ap_after"]}
-
-
-def evaluate(checkpoint: Path, val_dir: Path, noc_images: int, device: str | None) -> dict:
-    """AP of the checkpoint's predictions and NoC per mode on the validation folder."""
-    dataset = json.loads((val_dir / "annotations.json").read_text())
-    schema = KeypointSchema.from_coco_category(dataset["categories"][0])
-    started = time.perf_counter()
-    results = predict_folder(checkpoint, val_dir, device=device, progress=False)
-    ap = evaluate_ap(dataset, results, schema)
-    emit({"kind": "ap", "checkpoint": str(checkpoint), **ap.to_dict(),
-          "seconds": round(time.perf_counter() - started, 1)})
-    if noc_images < len(dataset["images"]):
-        keep = {im["id"] for im in dataset["images"][:noc_images]}
-        dataset = {**dataset, "images": [im for im in dataset["images"] if im["id"] in keep],
-                   "annotations": [a for a in dataset["annotations"] if a["image_id"] in keep]}
-    nocs = {}
-    for mode in ("model-only", "refine"):
-        started = time.perf_counter()
-        editors = checkpoint_editors(checkpoint, val_dir, dataset, mode, schema)
-        # stdout carries only JSON lines: the progress goes to stderr.
-        print(f"NoC ({mode}) on {len(dataset['images'])} images...", file=sys.stderr, flush=True)
-        result = run_noc(dataset, editors, NocSettings(targets=NOC_TARGETS, mode=mode),
-                         schema=schema, progress=False)
-        nocs[mode] = noc_summary(result)
-        emit({"kind": "noc", **nocs[mode], "seconds": round(time.perf_counter() - started, 1)})
-    return {"ap": ap.stats["AP"], "noc": nocs}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -146,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
               "images_seen": sum(r["train"]["images"] for r in summary["history"]),
               "train_config": json.loads(cfg.model_dump_json())})
 
-    figures = evaluate(args.out / "last", val_dir, args.noc_images, args.device)
+    figures = evaluate_checkpoint(args.out / "last", val_dir, args.noc_images, args.device)
     refine = figures["noc"]["refine"]["NoC@90"]
     model_only = figures["noc"]["model-only"]["NoC@90"]
     ratio = refine / model_only if model_only > 0 else None

@@ -3,7 +3,12 @@ import importlib.util
 import json
 from pathlib import Path
 
+from clickpose.data.synthetic import GENERATOR_VERSION
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "train_synthetic.py"
+# The cache names carry the generator version: a new generator never reuses old scenes.
+TRAIN_FOLDER = f"photo-v{GENERATOR_VERSION}-n4-s1-96px"
+VAL_FOLDER = f"photo-v{GENERATOR_VERSION}-n2-s1001-96px"
 
 
 def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
@@ -20,8 +25,8 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
     machine = lines[0]
     assert machine["device"] == "cpu" and machine["torch_threads"] == 1 and machine["cores"] >= 1
     assert machine["cpu"] and machine["torch"]
-    assert (tmp_path / "cache" / "photo-n4-s1-96px" / "annotations.json").is_file()
-    assert (tmp_path / "cache" / "photo-n2-s1001-96px" / "annotations.json").is_file()
+    assert (tmp_path / "cache" / TRAIN_FOLDER / "annotations.json").is_file()
+    assert (tmp_path / "cache" / VAL_FOLDER / "annotations.json").is_file()
     epochs = [line for line in lines if line["kind"] == "epoch"]
     assert len(epochs) == 1 and epochs[0]["steps"] >= 1
     nocs = {line["mode"]: line for line in lines if line["kind"] == "noc"}
@@ -32,9 +37,9 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
     assert summary["val_AP"] == ap["stats"]["AP"] and 0.0 <= summary["val_AP"] <= 1.0
     assert summary["NoC@90_refine"] == nocs["refine"]["NoC@90"]
     # The generated data is reused, not drawn again, by a second run (evaluation only).
-    stamp = (tmp_path / "cache" / "photo-n4-s1-96px" / "annotations.json").stat().st_mtime_ns
+    stamp = (tmp_path / "cache" / TRAIN_FOLDER / "annotations.json").stat().st_mtime_ns
     bench.main(["--skip-train", "--train-images", "4", "--val-images", "2", "--size", "96",
                 "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
                 "--threads", "1", "--noc-images", "1"])
-    assert (tmp_path / "cache" / "photo-n4-s1-96px" / "annotations.json").stat().st_mtime_ns \
+    assert (tmp_path / "cache" / TRAIN_FOLDER / "annotations.json").stat().st_mtime_ns \
         == stamp
