@@ -41,7 +41,8 @@ class _Person:
 
 class InteractiveSession:
     """Poses of one image under correction: `poses`, `click`, `add_person`, `remove_person`,
-    `set_visibility`, `confirm_person`, `undo`. Every action returns the current Poses."""
+    `set_visibility`, `confirm_person`, `undo`. Every action returns the current Poses.
+    `refine(poses)` asks the decoder to repair other poses without changing the session."""
 
     def __init__(self, model, image, initial_poses: Poses | None = None,
                  min_score: float = 0.0, max_persons: int | None = None):
@@ -157,6 +158,33 @@ class InteractiveSession:
         if self._history:
             self._persons, self.poses = self._history.pop()
         return self.poses
+
+    def refine(self, poses: Poses) -> Poses:
+        """The keypoint decoder's answer when started from `poses` (pixels), nothing pinned.
+
+        This is the question pose error modeling trains the decoder on: each person enters
+        as a given person (its box, its keypoints as the starting pose) and comes out
+        repaired. Only the cached encoder memory is read; the session's persons, clicks and
+        history stay as they are. Scores are the given ones (the decoder rescores detected
+        persons only)."""
+        num_keypoints = self.schema.num_keypoints
+        if poses.num_persons == 0:
+            return Poses.empty(num_keypoints)
+        if poses.num_keypoints != num_keypoints:
+            raise ValueError(
+                f"refine: poses have {poses.num_keypoints} keypoints per person; the model's "
+                f"schema '{self.schema.name}' has {num_keypoints}")
+        device = self._scale.device
+        boxes = boxes_xyxy_to_normalized(poses.boxes, self.image_size).to(device)   # (P, 4)
+        keypoints = (torch.as_tensor(poses.keypoints, dtype=torch.float32, device=device)
+                     / self._scale).clamp(0.0, 1.0)                                  # (P, K, 2)
+        with self._inference():
+            humans = self.model.humans_from_boxes(boxes[None])
+            out = self.model.decode_keypoints(self._state, humans, keypoints[None])
+        persons = [_Person(content=humans.content[0, i], box=boxes[i],
+                           start_keypoints=keypoints[i], source="given",
+                           score=float(poses.scores[i])) for i in range(poses.num_persons)]
+        return self._to_poses(out, persons)
 
     @property
     def can_undo(self) -> bool:

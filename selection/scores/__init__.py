@@ -2,6 +2,7 @@
 from selection.scores.disagreement import disagreement
 from selection.scores.entropy import entropy
 from selection.scores.error_consistency import error_consistency
+from selection.scores.error_consistency_session import session_error_consistency
 from selection.scores.expected_clicks import confidence_clicks, expected_clicks
 from selection.scores.least_confidence import least_confidence
 from selection.scores.perturbations import training_pose_errors
@@ -15,5 +16,6 @@ __all__ = [
     "expected_clicks",
     "least_confidence",
     "random_score",
+    "session_error_consistency",
     "training_pose_errors",
 ]

@@ -11,8 +11,9 @@ No person above the threshold: nothing to perturb, the image scores `empty_score
 as for least confidence: an empty image or everyone missed).
 
 refine_fn(poses_in) -> Poses and perturb_fn(poses, rng) -> Poses come from the caller: the model
-side refines through `model.session(image, initial_poses=...)`, and perturb_fn is the same error
-simulation used in training.
+side refines through `InteractiveSession.refine` (the keypoint decoder re-run from the given
+poses, nothing pinned, on the image's cached encoder memory), and perturb_fn is the same error
+simulation used in training (`training_pose_errors`); `session_error_consistency` wires both.
 """
 from __future__ import annotations
 
