@@ -1,0 +1,158 @@
+"""bench/active_learning.py: the --quick campaign for real, and its pieces on known inputs."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from annotator_fixtures import tiny_model
+from PIL import Image
+
+from clickpose.poses import Poses
+from selection import expected_clicks, least_confidence, select_batch
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "active_learning.py"
+K = 17
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("active_learning_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_quick_campaign_writes_curves_plot_and_target(bench, tmp_path, capsys):
+    results = bench.main(["--quick", "--cache", str(tmp_path / "cache"),
+                          "--out", str(tmp_path / "run")])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = [line["kind"] for line in lines]
+    assert kinds[:3] == ["machine", "data", "plan"] and kinds[-2:] == ["target", "summary"]
+    assert lines[0]["cores"] >= 1 and lines[0]["cpu"] and lines[0]["torch"]
+    data, plan = lines[1], lines[2]
+    assert data["pool_images"] == 24 and data["unlabeled_after_start"] == 16
+    assert plan["estimated_minutes"] > 0 and plan["train_steps_per_round"] == 2
+    assert plan["strategies"] == ["random", "error_consistency"] and plan["seeds"] == 2
+
+    # One curve per strategy and seed, each from its seed's round-0 model.
+    runs = {(r["strategy"], r["seed"]): r for r in results["runs"]}
+    assert set(runs) == {(s, seed) for s in ("random", "error_consistency") for seed in (0, 1)}
+    pool = {f"pool/{p.name}" for p in (Path(data["pool"]) / "images").iterdir()}
+    for (strategy, seed), run in runs.items():
+        rounds = run["rounds"]
+        assert [r["round"] for r in rounds] == [0, 1, 2]
+        assert [r["images_labeled"] for r in rounds] == [8, 12, 16]
+        assert rounds[0]["clicks"] == 0
+        assert [r["clicks"] for r in rounds[1:]] == list(np.cumsum(
+            [r["round_clicks"] for r in rounds[1:]]))
+        assert all(r["round_clicks"] > 0 for r in rounds[1:])   # persons were annotated
+        assert all(0.0 <= r["ap"] <= 1.0 for r in rounds)
+        # Training is budgeted in steps: the same for every strategy.
+        assert rounds[0]["train_steps"] == 4 and all(r["train_steps"] == 2 for r in rounds[1:])
+        assert rounds[0] == runs[("random", seed)]["rounds"][0]
+        chosen = rounds[1]["selected"] + rounds[2]["selected"]
+        assert len(chosen) == len(set(chosen)) == 8 and set(chosen) <= pool
+        start = json.loads((tmp_path / "run" / f"seed-{seed}" / "round-000" / "result.json")
+                           .read_text())["labeled"]
+        assert not set(chosen) & set(start)
+        assert (tmp_path / "run" / f"seed-{seed}" / strategy / "round-002" / "train" /
+                "last").is_dir()
+
+    # The curves are the seeds' means; the target reads them.
+    random = results["curves"]["random"]
+    clicks = np.mean([[r["clicks"] for r in runs[("random", s)]["rounds"]] for s in (0, 1)], 0)
+    ap = np.mean([[r["ap"] for r in runs[("random", s)]["rounds"]] for s in (0, 1)], 0)
+    np.testing.assert_allclose(random["clicks"], clicks)
+    np.testing.assert_allclose(random["ap"], ap)
+    target = results["target"]
+    assert target == lines[-2]
+    assert target["random_final_ap"] == pytest.approx(ap[-1])
+    assert target["random_clicks"] == pytest.approx(clicks[-1])
+    assert set(target["fractions"]) == {"random", "error_consistency"}
+    assert target["informative"] == bool(ap[-1] > ap[0])
+
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["target"] == target and len(saved["runs"]) == 4
+    assert saved["machine"]["kind"] == "machine"
+    with Image.open(tmp_path / "run" / "curves.png") as png:
+        assert png.format == "PNG" and png.size == (1320, 495)
+        pixels = np.asarray(png.convert("L"))
+    assert pixels.std() > 5   # axes, curves and text were drawn
+    assert lines[-1]["plot"] == str(tmp_path / "run" / "curves.png")
+
+
+def _curve(clicks, ap):
+    return {"seeds": [0], "images": list(range(len(ap))), "clicks": clicks,
+            "clicks_std": [0.0] * len(ap), "ap": ap, "ap_std": [0.0] * len(ap)}
+
+
+def test_target_is_interpolated_on_the_clicks_axis(bench):
+    curves = {"random": _curve([0, 100, 200], [0.1, 0.2, 0.3]),
+              "fast": _curve([0, 80, 160], [0.1, 0.3, 0.4]),
+              "slow": _curve([0, 100, 200], [0.1, 0.25, 0.35]),
+              "never": _curve([0, 50, 90], [0.1, 0.15, 0.2])}
+    report = bench.target_report(curves)
+    assert report["fractions"]["random"] == pytest.approx(1.0)
+    assert report["fractions"]["fast"] == pytest.approx(0.4)
+    assert report["fractions"]["slow"] == pytest.approx(0.75)   # 150 of 200 clicks
+    assert report["fractions"]["never"] is None
+    assert report["best_strategy"] == "fast" and report["met"] and report["informative"]
+    curves["fast"] = _curve([0, 100, 190], [0.1, 0.2, 0.3])       # 0.3 at 190 clicks: 95%
+    del curves["slow"]
+    report = bench.target_report(curves)
+    assert report["best_strategy"] == "fast" and report["best_fraction"] == pytest.approx(0.95)
+    assert not report["met"]
+
+
+def test_a_random_curve_without_gain_is_not_a_target(bench):
+    curves = {"random": _curve([0, 100, 200], [0.2, 0.2, 0.1]),
+              "other": _curve([0, 100, 200], [0.2, 0.3, 0.4])}
+    report = bench.target_report(curves)
+    assert not report["informative"] and not report["met"] and "no AP" in report["note"]
+
+
+def _person(x0: float, confidence: float, person_score: float) -> Poses:
+    box = np.array([[x0, 0, x0 + 50, 100]])
+    layout = np.random.default_rng(0).uniform(0.1, 0.9, size=(K, 2))
+    return Poses(keypoints=box[:, None, :2] + layout[None] * 50,
+                 keypoint_scores=np.full((1, K), confidence),
+                 visibility=np.full((1, K), 2), boxes=box, scores=np.array([person_score]))
+
+
+def test_cost_aware_scores_least_confidence_per_predicted_click(bench):
+    score = bench.scorer(bench.STRATEGIES["cost_aware"], None, seed=0)
+    # Same uncertainty, fewer predicted clicks: the cheap image is worth more per click.
+    cheap, dear = _person(0, 0.5, 0.35), _person(0, 0.5, 0.95)
+    a, b = score("cheap", cheap), score("dear", dear)
+    assert a.score == least_confidence("cheap", cheap).score == b.score
+    assert a.cost == expected_clicks("cheap", cheap).cost < b.cost
+    picked = select_batch([b, a], budget_images=1, strategy="top_per_click")
+    assert picked.image_ids == ["cheap"]
+
+
+def test_query_noise_passes_and_pooled_memory(bench, tmp_path):
+    model = tiny_model()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 60, (96, 128, 3), dtype=np.uint8)
+    image[20:80, 30:50] = 200
+    path = tmp_path / "image.png"
+    Image.fromarray(image).save(path)
+    passes = bench.query_noise_passes(model, path, 3, torch.Generator().manual_seed(1))
+    again = bench.query_noise_passes(model, path, 3, torch.Generator().manual_seed(1))
+    clean = model.predict(path)
+    assert len(passes) == 3
+    np.testing.assert_allclose(passes[0].keypoints, clean.keypoints, atol=1e-6)
+    assert np.abs(passes[1].boxes - passes[0].boxes).max() > 0.01   # the queries moved
+    for a, b in zip(passes, again):
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    vector = bench.pooled_memory(model, path)
+    assert vector.shape == (model.config.hidden_dim,)
+    assert np.linalg.norm(vector) == pytest.approx(1.0)
+    np.testing.assert_array_equal(vector, bench.pooled_memory(model, path))
