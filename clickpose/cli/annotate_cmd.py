@@ -54,8 +54,14 @@ def create(
                     overwrite=overwrite)
     except (TaskError, CheckpointError, DataError, ValueError) as e:
         _fail(e)
-    console.print(f"task with {len(entries)} images in {task}; next: "
-                  f"clickpose annotate serve {task}")
+    persons = sum(poses.num_persons for poses in prelabels.values())
+    console.print(f"task with {len(entries)} images and {persons} pre-labelled persons in "
+                  f"{task}; next: clickpose annotate serve {task}")
+    if persons == 0:
+        console.print(f"[yellow]note:[/yellow] no person scored {min_score} or more, so the "
+                      "images start empty: draw each person's box in the annotator (B, then "
+                      "drag), or create the task again with a lower --min-score (e.g. 0) "
+                      "and --overwrite to see the model's best guesses", soft_wrap=True)
 
 
 @annotate_app.command("serve")
@@ -101,10 +107,14 @@ def export_command(
 ) -> None:
     """Write the accepted images as COCO person_keypoints (with clicks and seconds)."""
     from clickpose.annotator.export import export_task
-    from clickpose.annotator.task import TaskError
+    from clickpose.annotator.task import Task, TaskError
 
     try:
         export_task(task, out)
+        opened = Task(task)
+        labels, images = opened.labels(), len(opened.images)
     except TaskError as e:
         _fail(e)
-    console.print(f"wrote {out}")
+    persons = sum(label.poses.num_persons for label in labels.values())
+    console.print(f"wrote {out}: {len(labels)} accepted images, {persons} persons "
+                  f"({images - len(labels)} of {images} images not accepted yet)")

@@ -9,6 +9,7 @@ hold the task folder, so status and loading need no running server.
 """
 from __future__ import annotations
 
+import atexit
 import shutil
 from pathlib import Path
 
@@ -147,6 +148,11 @@ class ClickPoseBackend(foua.AnnotationBackend):
             images.append(TaskImage(
                 id=sample.id, filepath=sample.filepath, width=w, height=h,
                 uncertainty=_get(sample, "uncertainty"), reason=_get(sample, "selection_reason")))
+        if not any(poses.num_persons for poses in prelabels.values()):
+            print(f"Click-Pose: no person pre-labelled on the {len(images)} images (none scored "
+                  f"min_score={self.config.min_score} or more): draw each person's box in the "
+                  "annotator (B, then drag), or annotate again with a lower min_score",
+                  flush=True)
         create_task(task_dir, images, prelabels, schema, checkpoint=self.config.checkpoint,
                     name=f"{samples._root_dataset.name}/{anno_key}", person_ids=person_ids)
         results = ClickPoseAnnotationResults(samples, self.config, anno_key,
@@ -155,7 +161,8 @@ class ClickPoseBackend(foua.AnnotationBackend):
             results.launch_editor()
         else:
             print(f"Click-Pose task written to {task_dir}; start the annotator with "
-                  f"results.launch_editor() or:\n  clickpose annotate serve {task_dir}")
+                  f"results.launch_editor() or:\n  clickpose annotate serve {task_dir}",
+                  flush=True)
         return results
 
     # ---- load_annotations() -------------------------------------------------------------
@@ -218,15 +225,20 @@ class ClickPoseAnnotationResults(foua.AnnotationResults):
         return wait_until_complete(self.task_dir, timeout, poll_seconds)
 
     def launch_editor(self, port: int | None = None):
-        """Start the annotator server (a child process) and print its address."""
+        """Start the annotator server (a child process that stops with this one) and print
+        its address."""
         from clickpose.annotator.serve import launch
 
         self.stop_editor()
         self._server = launch(self.task_dir, host=self.config.host,
                               port=port or self.config.port, token=self.config.token,
                               log_file=Path(self.task_dir) / "server.log")
+        # A script that ends must not leave a server holding the port (accepted images are
+        # on disk already; the task can be served again with `clickpose annotate serve`).
+        atexit.register(self.stop_editor)
         self.url = self._server.url
-        print(f"Click-Pose annotator: {self.url}")
+        print(f"Click-Pose annotator: {self.url}   (open it in a browser; each accepted image "
+              "is saved at once; press \"Finish task\" when done)", flush=True)
         return self._server
 
     def stop_editor(self) -> None:

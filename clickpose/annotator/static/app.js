@@ -34,13 +34,13 @@ function say(text, ok = false) {
   box.className = ok ? "ok" : "";
 }
 
-async function edit(action, body) {
+async function edit(action, body, done = "") {
   if (app.busy || !app.state) return;
   app.busy = true;
   try {
     const image = app.task.images[app.index].id;
     app.state = await api("POST", `/api/images/${image}/${action}`, body);
-    say("");
+    say(done, true);
   } catch (e) {
     say(e.message);
   } finally {
@@ -75,7 +75,10 @@ async function accept() {
     image.accepted = true;
     app.state = saved;
     app.task.status = saved.status;
-    say(`saved ${image.name}`, true);
+    const left = app.task.images.filter((im) => !im.accepted).length;
+    say(left ? `saved ${image.name}` : `saved ${image.name}: all ${app.task.images.length} images ` +
+        "accepted. Press \"Finish task\" (Shift+F) to hand the labels over; until then you can " +
+        "still go back (←) and accept an image again.", true);
   } catch (e) {
     say(e.message);
     return;
@@ -89,7 +92,8 @@ async function accept() {
 async function finish() {
   try {
     app.task.status = await api("POST", "/api/finish");
-    say("task finished: the labels can be loaded now", true);
+    say("task finished: the labels can be loaded now (dataset.load_annotations(...)); " +
+        "you can close this tab.", true);
     render();
   } catch (e) {
     say(e.message);
@@ -133,13 +137,19 @@ function render() {
   }
   overlay.replaceChildren();
   for (const draft of svg.querySelectorAll(".draft")) draft.remove();
+  // Person tags keep one size on screen (about 13 px), whatever the image's resolution.
+  const ctm = svg.getScreenCTM();
+  const tagSize = 13 / (ctm && ctm.a > 0 ? ctm.a : 1);
   const poses = state.poses;
+  let selectedGroup = null;
   poses.scores.forEach((score, p) => {
     const g = node("g", { class: "person" + (p === app.person ? " selected" : app.person !== null ? " dim" : ""),
                           "data-person": p }, overlay);
+    if (p === app.person) selectedGroup = g;
     const [x0, y0, x1, y1] = poses.boxes[p];
     node("rect", { class: "box", x: x0, y: y0, width: x1 - x0, height: y1 - y0 }, g);
-    const label = node("text", { class: "tag", x: x0 + 2, y: Math.max(12, y0 - 3) }, g);
+    const label = node("text", { class: "tag", x: x0 + 2, y: Math.max(tagSize, y0 - tagSize / 4),
+                                 "font-size": tagSize, "stroke-width": tagSize / 4 }, g);
     label.textContent = `#${p + 1}`;
     for (const [a, b] of task.schema.skeleton) {
       const [xa, ya] = poses.keypoints[p][a];
@@ -159,6 +169,7 @@ function render() {
                           `confidence ${poses.keypoint_scores[p][k].toFixed(2)})`;
     });
   });
+  if (selectedGroup) overlay.appendChild(selectedGroup);   // on top, so its points can be grabbed
   renderSide();
 }
 
@@ -170,11 +181,13 @@ function renderSide() {
   el("image-position").textContent = `image ${app.index + 1} / ${task.images.length}`;
   el("image-name").textContent = image.name + (image.uncertainty != null ? ` · uncertainty ${image.uncertainty.toFixed(3)}` : "")
     + (image.reason ? ` · ${image.reason}` : "");
-  el("image-state").textContent = image.accepted ? "✔ accepted" : "";
+  el("image-state").textContent = (image.accepted ? "✔ accepted · " : "") +
+    `this image: ${state.clicks} click${state.clicks === 1 ? "" : "s"}`;
   el("status").textContent = `${status.done} / ${status.images} accepted · ${status.clicks} clicks · ` +
     `${Math.round(status.seconds)} s` + (status.complete ? " · task finished" : "");
   const list = el("persons");
   list.replaceChildren();
+  el("no-persons").hidden = state.poses.scores.length > 0;
   state.poses.scores.forEach((score, p) => {
     const li = document.createElement("li");
     li.className = p === app.person ? "selected" : "";
@@ -185,7 +198,7 @@ function renderSide() {
     const confirm = document.createElement("button");
     confirm.textContent = "✔";
     confirm.title = "confirm this person (C)";
-    confirm.onclick = (e) => { e.stopPropagation(); edit("confirm_person", { person: p }); };
+    confirm.onclick = (e) => { e.stopPropagation(); confirmPerson(p); };
     const remove = document.createElement("button");
     remove.textContent = "✖";
     remove.title = "delete this person (Del / X)";
@@ -200,10 +213,20 @@ function renderSide() {
   el("undo").disabled = !state.can_undo;
 }
 
+function confirmPerson(p) {
+  edit("confirm_person", { person: p }, `person #${p + 1} confirmed (score 1)`);
+}
+
+function toggleDrawing() {
+  app.drawing = !app.drawing;
+  say(app.drawing ? "drag a box around the missed person (Esc cancels)" : "");
+  renderSide();
+}
+
 function removePerson(p) {
   app.person = null;
   app.keypoint = null;
-  edit("remove_person", { person: p });
+  edit("remove_person", { person: p }, `person #${p + 1} deleted (Z undoes)`);
 }
 
 // ---- pointer -------------------------------------------------------------------------
@@ -232,7 +255,7 @@ function onPointerDown(event) {
     app.person = drag.person;
     app.keypoint = drag.keypoint;
   } else {
-    drag = { kind: "place", start };
+    drag = { kind: "place", start, screen: [event.clientX, event.clientY] };
   }
   el("canvas").setPointerCapture(event.pointerId);
   event.preventDefault();
@@ -271,9 +294,15 @@ function onPointerUp(event) {
     app.person = app.state.poses.scores.length;   // the new person is appended
     app.keypoint = null;
     edit("add_person", { box });
+  } else if (Math.hypot(event.clientX - done.screen[0], event.clientY - done.screen[1]) > 4) {
+    // A drag that missed every keypoint: moving the selected one there would surprise.
+    say("to move a keypoint, start the drag on its dot (a click on the image places the " +
+        "selected keypoint)");
   } else if (app.person !== null && app.keypoint !== null) {
     // A plain click on the image puts the selected keypoint there.
     edit("click", { person: app.person, keypoint: app.keypoint, x: p.x, y: p.y, visible: 2 });
+  } else {
+    say("select a keypoint first (click its dot), then click its true place; or drag the dot");
   }
 }
 
@@ -287,7 +316,7 @@ function onKey(event) {
   else if (key === "ArrowRight") openImage(app.index + 1);
   else if (key === "ArrowLeft") openImage(app.index - 1);
   else if (key === "z" || key === "Z") edit("undo");
-  else if (key === "b" || key === "B") { app.drawing = !app.drawing; renderSide(); }
+  else if (key === "b" || key === "B") toggleDrawing();
   else if (key === "F" && event.shiftKey) finish();
   else if (key === "Tab" && n) {
     app.person = app.person === null ? 0 : (app.person + (event.shiftKey ? n - 1 : 1)) % n;
@@ -295,11 +324,11 @@ function onKey(event) {
     render();
   } else if (/^[1-9]$/.test(key) && +key <= n) { app.person = +key - 1; app.keypoint = null; render(); }
   else if ((key === "Delete" || key === "x" || key === "X") && app.person !== null) removePerson(app.person);
-  else if ((key === "c" || key === "C") && app.person !== null) edit("confirm_person", { person: app.person });
+  else if ((key === "c" || key === "C") && app.person !== null) confirmPerson(app.person);
   else if ((key === "v" || key === "V") && selectedKeypoint) edit("visibility", { person: app.person, keypoint: app.keypoint, v: 2 });
   else if ((key === "o" || key === "O") && selectedKeypoint) edit("visibility", { person: app.person, keypoint: app.keypoint, v: 1 });
   else if ((key === "n" || key === "N") && selectedKeypoint) edit("visibility", { person: app.person, keypoint: app.keypoint, v: 0 });
-  else if (key === "Escape") { app.drawing = false; app.keypoint = null; render(); }
+  else if (key === "Escape") { app.drawing = false; app.keypoint = null; say(""); render(); }
   else return;
   event.preventDefault();
 }
@@ -316,7 +345,7 @@ async function start() {
   el("accept").onclick = accept;
   el("finish").onclick = finish;
   el("undo").onclick = () => edit("undo");
-  el("add-person").onclick = () => { app.drawing = !app.drawing; renderSide(); };
+  el("add-person").onclick = toggleDrawing;
   for (const b of document.querySelectorAll("button.vis")) {
     b.onclick = () => {
       if (app.person !== null && app.keypoint !== null) {
