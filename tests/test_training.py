@@ -227,7 +227,7 @@ def test_time_limit_moves_the_lr_drop_into_the_run():
     assert fit_drop_to_deadline(fresh, 5, 1.0, 0.0) == 10
 
 
-def test_tiny_backbone_is_pretrained_and_partly_frozen():
+def test_tiny_backbone_is_pretrained_and_frozen():
     from clickpose.keypoints import coco17
     from clickpose.model.lite0_weights import lite0_timm_state_dict
     from clickpose.train.loop import default_cpu_threads
@@ -237,9 +237,12 @@ def test_tiny_backbone_is_pretrained_and_partly_frozen():
     weights = lite0_timm_state_dict()
     assert torch.equal(body.conv_stem.weight, weights["conv_stem.weight"])
     assert torch.equal(body.blocks[3][0].conv_pw.weight, weights["blocks.3.0.conv_pw.weight"])
+    assert not any(p.requires_grad for p in body.parameters())  # batch norms: frozen buffers
+    assert all(p.requires_grad for p in model.input_proj.parameters())
+    partly = build_model(preset_config("tiny", frozen_backbone_blocks=2), coco17()).backbone.body
     frozen = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("blocks.") else "")
-              for n, p in body.named_parameters() if not p.requires_grad}
-    assert frozen == {"conv_stem", "blocks.0", "blocks.1"}  # batch norms: frozen buffers
-    assert all(p.requires_grad for n, p in body.named_parameters() if n.startswith("blocks.2"))
+              for n, p in partly.named_parameters() if not p.requires_grad}
+    assert frozen == {"conv_stem", "blocks.0", "blocks.1"}
+    assert all(p.requires_grad for n, p in partly.named_parameters() if n.startswith("blocks.2"))
     assert model.backbone.strides == [8, 16]
     assert 1 <= default_cpu_threads(workers=2) <= torch.get_num_threads()
