@@ -68,7 +68,7 @@ class KeypointSchema(BaseModel):
     flip_pairs: list[tuple[int, int]]
 
     @model_validator(mode="after")
-    def _check(self) -> "KeypointSchema":
+    def _check(self) -> KeypointSchema:
         k = len(self.keypoints)
         if k == 0:
             raise SchemaError(f"schema '{self.name}': 'keypoints' is empty; list at least one name")
@@ -122,7 +122,7 @@ class KeypointSchema(BaseModel):
         sigmas: list[float] | None = None,
         skeleton: list[tuple[str, str]] | None = None,
         name: str | None = None,
-    ) -> "KeypointSchema":
+    ) -> KeypointSchema:
         """A new schema with `names` appended (existing indices keep their meaning)."""
         clash = [n for n in names if n in self.keypoints]
         if clash:
@@ -146,12 +146,12 @@ class KeypointSchema(BaseModel):
             flip_pairs=infer_flip_pairs(all_names),
         )
 
-    def is_prefix_of(self, other: "KeypointSchema") -> bool:
+    def is_prefix_of(self, other: KeypointSchema) -> bool:
         """True when `other` grows this schema (same leading keypoints): a fine-tune can start here."""
         k = self.num_keypoints
         return other.keypoints[:k] == self.keypoints and other.sigmas[:k] == self.sigmas
 
-    def require_same(self, other: "KeypointSchema", where: str) -> None:
+    def require_same(self, other: KeypointSchema, where: str) -> None:
         """Raise a SchemaError naming `where` and the difference when the schemas differ."""
         if self.keypoints != other.keypoints:
             missing = [n for n in self.keypoints if n not in other.keypoints]
@@ -181,7 +181,7 @@ class KeypointSchema(BaseModel):
         }
 
     @classmethod
-    def from_coco_category(cls, category: dict, where: str = "category") -> "KeypointSchema":
+    def from_coco_category(cls, category: dict, where: str = "category") -> KeypointSchema:
         names = category.get("keypoints")
         if not names:
             raise SchemaError(
@@ -210,7 +210,7 @@ class KeypointSchema(BaseModel):
         return self.model_dump_json(indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "KeypointSchema":
+    def from_json(cls, text: str) -> KeypointSchema:
         return cls.model_validate(json.loads(text))
 
     def save(self, path: str | Path) -> None:
@@ -219,7 +219,7 @@ class KeypointSchema(BaseModel):
         atomic_write_text(Path(path), self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> "KeypointSchema":
+    def load(cls, path: str | Path) -> KeypointSchema:
         return cls.from_json(Path(path).read_text())
 
 

@@ -34,15 +34,15 @@ class Poses:
         return self.keypoints.shape[1]
 
     @classmethod
-    def empty(cls, num_keypoints: int) -> "Poses":
+    def empty(cls, num_keypoints: int) -> Poses:
         return cls(np.zeros((0, num_keypoints, 2)), np.zeros((0, num_keypoints)),
                    np.zeros((0, num_keypoints), dtype=np.int64), np.zeros((0, 4)), np.zeros(0))
 
-    def copy(self) -> "Poses":
+    def copy(self) -> Poses:
         return replace(self, **{f: getattr(self, f).copy() for f in
                                 ("keypoints", "keypoint_scores", "visibility", "boxes", "scores")})
 
-    def select(self, index) -> "Poses":
+    def select(self, index) -> Poses:
         """A subset of persons (boolean mask or index array), order kept."""
         return Poses(self.keypoints[index], self.keypoint_scores[index], self.visibility[index],
                      self.boxes[index], self.scores[index])
@@ -63,7 +63,7 @@ class Poses:
         return results
 
     @classmethod
-    def from_coco_results(cls, results: list[dict], num_keypoints: int) -> "Poses":
+    def from_coco_results(cls, results: list[dict], num_keypoints: int) -> Poses:
         """Poses from COCO results of one image; a missing bbox becomes the keypoints' extent."""
         if not results:
             return cls.empty(num_keypoints)

@@ -7,7 +7,7 @@ from pathlib import Path
 # Set before any test module imports fiftyone or prefect.
 _WORK = Path(__file__).resolve().parent.parent / "work" / "test-env"
 os.environ.setdefault("CLICKPOSE_WORK", str(_WORK))
-from clickpose.settings import apply_environment_defaults  # noqa: E402
+from clickpose.settings import apply_environment_defaults
 
 apply_environment_defaults()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from annotator_fixtures import tiny_model
 
 from clickpose.poses import Poses
-from annotator_fixtures import tiny_model
 
 H, W = 240, 320
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,9 +18,10 @@ def _fail(console: Console, message: str) -> None:
 
 @eval_app.command("ap")
 def eval_ap(
-    gt: Path = typer.Option(..., "--gt", help="ground truth: COCO person_keypoints json"),
-    dt: Path = typer.Option(..., "--dt", help="detections: COCO keypoint results json"),
-    json_out: Path | None = typer.Option(None, "--json", help="also write the stats here (JSON)"),
+    gt: Annotated[Path, typer.Option("--gt", help="ground truth: COCO person_keypoints json")],
+    dt: Annotated[Path, typer.Option("--dt", help="detections: COCO keypoint results json")],
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="also write the stats here (JSON)")] = None,
 ) -> None:
     """COCO keypoint AP/AR (pycocotools), with the OKS sigmas of the data's keypoint schema."""
     from clickpose.evaluate.ap import evaluate_ap
@@ -46,23 +48,30 @@ def _parse_targets(text: str) -> tuple[int, ...]:
 
 @eval_app.command("noc")
 def eval_noc(
-    data: Path = typer.Option(..., "--data", help="dataset folder: annotations.json (+ images/)"),
-    predictions: Path | None = typer.Option(
-        None, "--predictions", help="COCO keypoint results to correct (another detector's output)"),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="a trained Click-Pose checkpoint (needed for --mode refine)"),
-    targets: str = typer.Option("85,90,95", "--targets", help="AP targets in percent"),
-    mode: str = typer.Option("model-only", "--mode", help="model-only | refine | manual"),
-    protocol: str = typer.Option(
-        "official", "--protocol", help="official (Click-Pose's NoC) | annotator (also confirms, "
-        "deletes false positives, draws missed persons)"),
-    max_rounds: int = typer.Option(17, "--max-rounds", help="rounds before an image is capped"),
-    error: str = typer.Option(
-        "l2px", "--error", help="worst keypoint by l2px (pixel distance) or l1norm (the "
-        "official loop's normalized L1)"),
-    topk: int = typer.Option(20, "--topk", help="predicted persons considered for matching"),
-    min_score: float = typer.Option(0.0, "--min-score", help="drop persons scored below this"),
-    json_out: Path | None = typer.Option(None, "--json", help="write summary + per image (JSON)"),
+    data: Annotated[Path, typer.Option(
+        "--data", help="dataset folder: annotations.json (+ images/)")],
+    predictions: Annotated[Path | None, typer.Option(
+        "--predictions", help="COCO keypoint results to correct (another detector's output)")
+    ] = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="a trained Click-Pose checkpoint (needed for --mode refine)")] = None,
+    targets: Annotated[str, typer.Option("--targets", help="AP targets in percent")] = "85,90,95",
+    mode: Annotated[str, typer.Option(
+        "--mode", help="model-only | refine | manual")] = "model-only",
+    protocol: Annotated[str, typer.Option(
+        "--protocol", help="official (Click-Pose's NoC) | annotator (also confirms, "
+        "deletes false positives, draws missed persons)")] = "official",
+    max_rounds: Annotated[int, typer.Option(
+        "--max-rounds", help="rounds before an image is capped")] = 17,
+    error: Annotated[str, typer.Option(
+        "--error", help="worst keypoint by l2px (pixel distance) or l1norm (the "
+        "official loop's normalized L1)")] = "l2px",
+    topk: Annotated[int, typer.Option(
+        "--topk", help="predicted persons considered for matching")] = 20,
+    min_score: Annotated[float, typer.Option(
+        "--min-score", help="drop persons scored below this")] = 0.0,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="write summary + per image (JSON)")] = None,
 ) -> None:
     """Number of clicks: rounds of simulated correction until each image's AP reaches a target."""
     from clickpose.evaluate.inputs import (

@@ -13,4 +13,4 @@ eval_app = typer.Typer(no_args_is_help=True, help="Evaluate predictions: OKS AP,
 app.add_typer(eval_app, name="eval")
 
 # Sub-commands register themselves on `app` / `eval_app` when their module is imported.
-from clickpose.cli import commands  # noqa: E402,F401
+from clickpose.cli import commands  # noqa: F401
