@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	mkdir -p $(PREFECT_HOME) $(FIFTYONE_DATABASE_DIR)
 	$(VENV)/bin/clickpose demo --work $(WORK)/demo
 
 test: $(STAMP)
+	mkdir -p $(PREFECT_HOME) $(FIFTYONE_DATABASE_DIR)
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
 
 lint: $(STAMP)
