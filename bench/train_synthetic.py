@@ -3,7 +3,7 @@
     .venv/bin/python bench/train_synthetic.py [--minutes 30] [--train-images 2000]
         [--val-images 200] [--seed 1] [--size 256] [--cache work/bench_synth]
         [--out work/bench_runs/train_synthetic] [--threads N] [--workers 1]
-        [--lr 2e-4] [--batch-size 2] [--dn-groups 4] [--epochs 4] [--noc-images 200] [--device cpu|cuda]
+        [--lr 8e-4] [--batch-size 8] [--dn-groups 1] [--epochs 4] [--noc-images 200] [--device cpu|cuda]
 
 The synthetic `photo` images are generated once per (count, seed, size) and reused from
 --cache. Training runs through `clickpose.train.loop.train` (what `clickpose train` runs)
@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=4,
                         help="nominal length of the lr schedule; on a 2-core CPU the time "
                              "limit ends the run first (the lr drop follows it)")
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--dn-groups", type=int, default=4,
+    parser.add_argument("--lr", type=float, default=8e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--dn-groups", type=int, default=1,
                         help="noised copies per pose (pose error modeling)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None,
