@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from clickpose.evaluate import NocSettings, checkpoint_editors, evaluate_ap, run_noc
+from clickpose.evaluate.inputs import load_detections, load_ground_truth, schema_for
 from clickpose.evaluate.sources import prediction_editors
 from clickpose.keypoints import KeypointSchema
 from clickpose.train.predict import predict_folder
@@ -29,6 +30,12 @@ def noc_summary(result) -> dict:
             **{f"never_reached@{t}": summary["targets"][str(t)]["n_never_reached"]
                for t in NOC_TARGETS},
             "dataset_ap_after_clicks": summary["dataset_ap_after"]}
+
+
+def ground_truth(data_dir: Path) -> tuple[dict, KeypointSchema]:
+    """The folder's checked COCO ground truth and its keypoint schema."""
+    dataset, where = load_ground_truth(data_dir / "annotations.json")
+    return dataset, schema_for(dataset, None, where)
 
 
 def first_images(dataset: dict, count: int | None) -> dict:
@@ -56,8 +63,7 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, noc_images: int | None
                         device: str | None = None, modes=("model-only", "refine")) -> dict:
     """AP of the checkpoint's predictions on `data_dir` and NoC per mode on its first
     `noc_images` images."""
-    dataset = json.loads((data_dir / "annotations.json").read_text())
-    schema = KeypointSchema.from_coco_category(dataset["categories"][0])
+    dataset, schema = ground_truth(data_dir)
     started = time.perf_counter()
     results = predict_folder(checkpoint, data_dir, device=device, progress=False)
     ap = evaluate_ap(dataset, results, schema)
@@ -72,9 +78,8 @@ def evaluate_checkpoint(checkpoint: Path, data_dir: Path, noc_images: int | None
 
 def evaluate_predictions(predictions: Path, data_dir: Path, label: str) -> dict:
     """AP and model-only NoC of another detector's COCO results on `data_dir`."""
-    dataset = json.loads((data_dir / "annotations.json").read_text())
-    schema = KeypointSchema.from_coco_category(dataset["categories"][0])
-    results = json.loads(Path(predictions).read_text())
+    dataset, schema = ground_truth(data_dir)
+    results, _ = load_detections(predictions)
     ap = evaluate_ap(dataset, results, schema)
     emit({"kind": "ap", "source": label, **ap.to_dict()})
     noc = measure_noc(dataset, prediction_editors(results, dataset, schema), "model-only",

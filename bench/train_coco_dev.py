@@ -15,9 +15,7 @@ model-only NoC of the peer predictions, and a summary.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, evaluate_checkpoint, evaluate_predictions
 from bench.latency import machine
-from clickpose.train.loop import TrainConfig, default_cpu_threads, train
+from bench.training_run import run_training
+from clickpose.train.loop import TrainConfig, default_cpu_threads
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -57,22 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train_run(args: argparse.Namespace, threads: int) -> None:
-    if args.out.exists():
-        shutil.rmtree(args.out)  # a bench run always starts from scratch
-    cfg = TrainConfig(data=args.data, out=args.out, preset=None if args.init else args.preset,
-                      init=args.init, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr, workers=args.workers, max_minutes=args.minutes,
-                      threads=threads, device=args.device, progress=False)
-    summary = train(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
-    for record in summary["history"]:
-        emit({"kind": "epoch", "epoch": record["epoch"], "steps": record["train"]["steps"],
-              "images_per_s": round(record["train"]["images_per_s"], 2),
-              "loss": round(record["train"]["losses"]["loss"], 3), "lr": record["lr"],
-              "elapsed_s": round(record["elapsed_s"], 1)})
-    emit({"kind": "train", "minutes": args.minutes, "epochs_run": summary["last_epoch"] + 1,
-          "images_seen": sum(r["train"]["images"] for r in summary["history"]),
-          "train_config": json.loads(cfg.model_dump_json())})
+def training_config(args: argparse.Namespace, threads: int) -> TrainConfig:
+    return TrainConfig(data=args.data, out=args.out, preset=None if args.init else args.preset,
+                       init=args.init, epochs=args.epochs, batch_size=args.batch_size,
+                       lr=args.lr, workers=args.workers, max_minutes=args.minutes,
+                       threads=threads, device=args.device, progress=False)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -87,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
           "data": str(args.data), "evaluated_on": "the training images"})
     started = time.perf_counter()
     if not args.skip_train:
-        train_run(args, threads)
+        run_training(training_config(args, threads))
     ours = evaluate_checkpoint(args.out / "last", args.data, args.noc_images, args.device)
     result = {"kind": "summary", "preset": args.preset, "AP": ours["ap"],
               "NoC@90_model_only": ours["noc"]["model-only"]["NoC@90"],

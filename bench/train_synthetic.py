@@ -15,7 +15,6 @@ a summary with the issue's targets (AP >= 0.50, refine NoC@90 <= 0.6 x model-onl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -28,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
+from bench.training_run import run_training
 from clickpose.data.synthetic import GENERATOR_VERSION, generate_dataset
-from clickpose.train.loop import TrainConfig, default_cpu_threads, train
+from clickpose.train.loop import TrainConfig, default_cpu_threads
 
 STYLE = "photo"
 AP_TARGET = 0.50
@@ -88,22 +88,11 @@ def main(argv: list[str] | None = None) -> dict:
           "seconds": round(time.perf_counter() - started, 1)})
 
     if not args.skip_train:
-        if args.out.exists():
-            shutil.rmtree(args.out)  # a bench run always starts from scratch
-        cfg = TrainConfig(data=train_dir, out=args.out, preset="tiny", epochs=args.epochs,
-                          batch_size=args.batch_size, lr=args.lr, workers=args.workers,
-                          dn_groups=args.dn_groups,
-                          max_minutes=args.minutes, threads=threads, device=args.device,
-                          progress=False)
-        summary = train(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
-        for record in summary["history"]:
-            emit({"kind": "epoch", "epoch": record["epoch"], "steps": record["train"]["steps"],
-                  "images_per_s": round(record["train"]["images_per_s"], 2),
-                  "loss": round(record["train"]["losses"]["loss"], 3),
-                  "lr": record["lr"], "elapsed_s": round(record["elapsed_s"], 1)})
-        emit({"kind": "train", "minutes": args.minutes, "epochs_run": summary["last_epoch"] + 1,
-              "images_seen": sum(r["train"]["images"] for r in summary["history"]),
-              "train_config": json.loads(cfg.model_dump_json())})
+        run_training(TrainConfig(
+            data=train_dir, out=args.out, preset="tiny", epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, workers=args.workers,
+            dn_groups=args.dn_groups, max_minutes=args.minutes, threads=threads,
+            device=args.device, progress=False))
 
     figures = evaluate_checkpoint(args.out / "last", val_dir, args.noc_images, args.device)
     refine = figures["noc"]["refine"]["NoC@90"]
