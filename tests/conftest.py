@@ -13,5 +13,6 @@ apply_environment_defaults()
 
 TESTS_DATA = Path(__file__).resolve().parent / "data"
 
-# Fixtures of the real S3 server (SeaweedFS) used by the storage tests.
-pytest_plugins = ["s3_server"]
+# Fixtures of the real S3 server (SeaweedFS) used by the storage tests, and the
+# interactive-session tests' forward-call counter.
+pytest_plugins = ["s3_server", "session_fixtures"]

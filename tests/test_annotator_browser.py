@@ -6,25 +6,18 @@ load_annotations. Set CLICKPOSE_ANNOTATOR_SCREENSHOT=PATH to keep the page's scr
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from annotator_fixtures import free_port, make_checkpoint
+from browser_fixtures import CHROMIUM, CHROMIUM_ARGS, needs_chromium, screen_point
 
 from clickpose.data.synthetic import generate_dataset
 from clickpose.fo_backend import request_annotation
 from clickpose.fo_coco import import_coco_keypoints
 from clickpose.labels_fo import keypoints_to_poses, poses_to_detections, poses_to_keypoints
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
-# CI installs chromium (.ci/run), so there a missing browser is a failure, not a skip.
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-                                reason="Debian's chromium is not installed (.ci/run installs it)")
+pytestmark = needs_chromium
 
 
 def _jittered_predictions(dataset, seed: int = 0) -> None:
@@ -49,16 +42,6 @@ def _circles(page, person: int) -> np.ndarray:
     return np.array(page.eval_on_selector_all(
         f'circle.kp[data-person="{person}"]',
         "els => els.map(e => [+e.getAttribute('cx'), +e.getAttribute('cy')])"))
-
-
-def _screen(page, x: float, y: float) -> tuple[float, float]:
-    """Image pixel -> page coordinates, through the SVG's transform."""
-    return tuple(page.evaluate("""([x, y]) => {
-        const svg = document.getElementById('canvas');
-        const p = svg.createSVGPoint(); p.x = x; p.y = y;
-        const s = p.matrixTransform(svg.getScreenCTM());
-        return [s.x, s.y];
-    }""", [x, y]))
 
 
 def _topmost_keypoint(page, person: int, candidates: list[int]) -> int:
@@ -104,10 +87,10 @@ def test_drag_a_keypoint_accept_finish_and_load(tmp_path):
             hover = page.locator(f'circle.kp[data-person="0"][data-keypoint="{k}"] title')
             assert not dataset.has_sample_field("gt") and hover.text_content().startswith(
                 dataset.default_skeleton.labels[k])
-            page.mouse.move(*_screen(page, *before[k]))
+            page.mouse.move(*screen_point(page, *before[k]))
             page.mouse.down()
             with page.expect_response(lambda r: r.url.endswith("/click")) as answer:
-                page.mouse.move(*_screen(page, *target), steps=6)
+                page.mouse.move(*screen_point(page, *target), steps=6)
                 page.mouse.up()
             assert answer.value.status == 200
             page.wait_for_function(
@@ -127,7 +110,7 @@ def test_drag_a_keypoint_accept_finish_and_load(tmp_path):
             assert page.text_content("#selected-keypoint").endswith(
                 dataset.default_skeleton.labels[k])
             with page.expect_response(lambda r: r.url.endswith("/click")):
-                page.mouse.click(*_screen(page, *target))
+                page.mouse.click(*screen_point(page, *target))
             page.wait_for_function("!document.getElementById('undo').disabled")
             clicked = _circles(page, 0)[k]
             assert np.allclose(clicked, target, atol=1.0)
@@ -138,10 +121,10 @@ def test_drag_a_keypoint_accept_finish_and_load(tmp_path):
             # B + drag adds a person (the model proposes its keypoints); X deletes it.
             persons = page.locator("#persons li").count()
             page.keyboard.press("b")
-            page.mouse.move(*_screen(page, 0.75 * w, 0.2 * h))
+            page.mouse.move(*screen_point(page, 0.75 * w, 0.2 * h))
             page.mouse.down()
             with page.expect_response(lambda r: r.url.endswith("/add_person")):
-                page.mouse.move(*_screen(page, 0.95 * w, 0.6 * h), steps=4)
+                page.mouse.move(*screen_point(page, 0.95 * w, 0.6 * h), steps=4)
                 page.mouse.up()
             page.wait_for_function(f"document.querySelectorAll('#persons li').length === "
                                    f"{persons + 1}")

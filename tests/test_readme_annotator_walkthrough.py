@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -25,14 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from annotator_fixtures import free_port, make_checkpoint, make_images
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
-# CI installs chromium (.ci/run), so there a missing browser is a failure, not a skip.
-needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-                                    reason="Debian's chromium is not installed (.ci/run installs it)")
+from browser_fixtures import CHROMIUM, CHROMIUM_ARGS, needs_chromium, screen_point
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SECTION = "### Try it: annotate three images"
@@ -110,16 +102,6 @@ class Output:
 KEYPOINTS_TO_TRY = [0, 5, 6, 9, 10, 11, 12, 13, 14, 15, 16, 7, 8, 1, 2, 3, 4]
 
 
-def screen(page, x: float, y: float) -> tuple[float, float]:
-    """Image pixel -> page coordinates, through the SVG's transform."""
-    return tuple(page.evaluate("""([x, y]) => {
-        const svg = document.getElementById('canvas');
-        const p = svg.createSVGPoint(); p.x = x; p.y = y;
-        const s = p.matrixTransform(svg.getScreenCTM());
-        return [s.x, s.y];
-    }""", [x, y]))
-
-
 def press(page, key: str, endpoint: str) -> None:
     """A key whose edit goes to the server; returns once the page has shown the answer."""
     with page.expect_response(lambda r: r.url.endswith(endpoint)) as answer:
@@ -160,10 +142,10 @@ class Person:
         """B, then drag a box (x0, y0, x1, y1 in image pixels); the new person's index."""
         self.page.keyboard.press("b")
         assert "drag a box" in self.page.text_content("#message")
-        self.page.mouse.move(*screen(self.page, box[0], box[1]))
+        self.page.mouse.move(*screen_point(self.page, box[0], box[1]))
         self.page.mouse.down()
         with self.page.expect_response(lambda r: r.url.endswith("/add_person")) as answer:
-            self.page.mouse.move(*screen(self.page, box[2], box[3]), steps=5)
+            self.page.mouse.move(*screen_point(self.page, box[2], box[3]), steps=5)
             self.page.mouse.up()
         assert answer.value.status == 200, answer.value.text()
         self.rows += 1
@@ -186,10 +168,10 @@ class Person:
     def drag(self, person: int, keypoint: int, truth: dict) -> None:
         """Drag the keypoint's dot to its true place; the dot must land there."""
         target = self.true_place(keypoint, truth)
-        self.page.mouse.move(*screen(self.page, *self.dot(person, keypoint)))
+        self.page.mouse.move(*screen_point(self.page, *self.dot(person, keypoint)))
         self.page.mouse.down()
         with self.page.expect_response(lambda r: r.url.endswith("/click")) as answer:
-            self.page.mouse.move(*screen(self.page, *target), steps=5)
+            self.page.mouse.move(*screen_point(self.page, *target), steps=5)
             self.page.mouse.up()
         assert answer.value.status == 200, answer.value.text()
         self.page.wait_for_function(
@@ -243,9 +225,9 @@ def image_2(ui: Person, shots: Path) -> int:
     sent = []
     ui.page.on("request", lambda r: sent.append(r.url) if "/api/images/" in r.url else None)
     w, h = ui.size
-    ui.page.mouse.move(*screen(ui.page, 0.5 * w, 0.02 * h))
+    ui.page.mouse.move(*screen_point(ui.page, 0.5 * w, 0.02 * h))
     ui.page.mouse.down()
-    ui.page.mouse.move(*screen(ui.page, 0.6 * w, 0.1 * h), steps=4)
+    ui.page.mouse.move(*screen_point(ui.page, 0.6 * w, 0.1 * h), steps=4)
     ui.page.mouse.up()
     ui.page.wait_for_timeout(300)
     assert sent == [] and "start the drag on its dot" in ui.page.text_content("#message")

@@ -4,46 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from annotator_fixtures import tiny_model
+from session_fixtures import structured_image
 
 from clickpose.poses import Poses
-
-H, W = 240, 320
-
-
-def _image(seed: int = 0) -> np.ndarray:
-    """Bright figures on a dark noisy background, so the image has structure."""
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 60, (H, W, 3), dtype=np.uint8)
-    for x0 in (40, 150, 250):
-        image[40:200, x0:x0 + 30] = (200, 180, 160)
-        image[60:70, x0 - 20:x0 + 50] = (210, 190, 170)
-    return image
 
 
 @pytest.fixture(scope="module")
 def model():
     return tiny_model()
-
-
-@pytest.fixture
-def count_calls():
-    """count_calls(module) -> a one-item list that counts the module's forward calls."""
-    handles = []
-
-    def counter(module: torch.nn.Module) -> list[int]:
-        calls = [0]
-
-        def hook(*_):
-            calls[0] += 1
-
-        handles.append(module.register_forward_hook(hook))
-        return calls
-
-    yield counter
-    for handle in handles:
-        handle.remove()
 
 
 def assert_same_poses(a: Poses, b: Poses) -> None:
@@ -56,7 +25,7 @@ def test_session_runs_backbone_and_encoder_once(model, count_calls):
     encoder_calls = count_calls(model.encoder)
     human_calls = count_calls(model.human_decoder)
     decoder_calls = count_calls(model.keypoint_decoder)
-    session = model.session(_image(), max_persons=5)
+    session = model.session(structured_image(), max_persons=5)
     assert (backbone_calls[0], encoder_calls[0], human_calls[0], decoder_calls[0]) == (1, 1, 1, 1)
     session.click(0, "left_wrist", 100.0, 120.0)
     session.click(1, 5, 180.0, 80.0)
@@ -68,7 +37,7 @@ def test_session_runs_backbone_and_encoder_once(model, count_calls):
 
 
 def test_clicked_keypoints_stay_exactly_where_clicked(model):
-    session = model.session(_image(), max_persons=5)
+    session = model.session(structured_image(), max_persons=5)
     assert session.num_persons == 5
     before = session.poses.copy()
     clicks = [(0, 9, 101.25, 133.75, 2), (0, 3, 77.123456789, 61.5, 1), (3, 16, 250.0, 199.5, 2),
@@ -92,7 +61,7 @@ def test_clicked_keypoints_stay_exactly_where_clicked(model):
 
 
 def test_poses_depend_on_the_clicks_not_on_their_history(model):
-    session = model.session(_image(), max_persons=4)
+    session = model.session(structured_image(), max_persons=4)
     session.click(0, 5, 60.0, 70.0)
     a = session.click(1, 6, 170.0, 75.0).copy()
     session.undo()
@@ -103,7 +72,7 @@ def test_poses_depend_on_the_clicks_not_on_their_history(model):
 
 
 def test_undo_restores_the_previous_poses_exactly(model):
-    session = model.session(_image(), max_persons=5)
+    session = model.session(structured_image(), max_persons=5)
     history = [session.poses.copy()]
     history.append(session.click(0, 1, 50.0, 60.0).copy())
     history.append(session.add_person([200, 20, 300, 230]).copy())
@@ -119,7 +88,7 @@ def test_undo_restores_the_previous_poses_exactly(model):
 
 
 def test_add_remove_confirm_and_visibility(model):
-    session = model.session(_image(), max_persons=3)
+    session = model.session(structured_image(), max_persons=3)
     poses = session.add_person([150, 30, 190, 210])
     assert poses.num_persons == 4
     x0, y0, x1, y1 = poses.boxes[3]
@@ -145,7 +114,7 @@ def test_add_remove_confirm_and_visibility(model):
 
 
 def test_errors_name_the_problem(model):
-    session = model.session(_image(), max_persons=2)
+    session = model.session(structured_image(), max_persons=2)
     with pytest.raises(IndexError, match="person 7 does not exist"):
         session.click(7, 0, 1.0, 1.0)
     with pytest.raises(IndexError, match="keypoint 17 is outside"):
@@ -165,7 +134,7 @@ def test_initial_poses_from_another_detector(model, count_calls):
     given = Poses(keypoints, rng.uniform(0.2, 0.9, (3, 17)), np.full((3, 17), 2), boxes,
                   np.array([0.9, 0.8, 0.4]))
     detect_calls = count_calls(model.human_decoder)
-    session = model.session(_image(), initial_poses=given)
+    session = model.session(structured_image(), initial_poses=given)
     assert detect_calls[0] == 0  # the given persons replace detection
     assert_same_poses(session.poses, given)  # untouched until the first action
     poses = session.click(1, 10, 200.0, 140.0)
@@ -178,12 +147,12 @@ def test_initial_poses_from_another_detector(model, count_calls):
     wrong = Poses(keypoints[:, :5], given.keypoint_scores[:, :5], given.visibility[:, :5],
                   boxes, given.scores)
     with pytest.raises(ValueError, match="5 keypoints per person"):
-        model.session(_image(), initial_poses=wrong)
+        model.session(structured_image(), initial_poses=wrong)
 
 
 def test_a_session_with_no_persons(model):
     empty = Poses.empty(17)
-    session = model.session(_image(), initial_poses=empty)
+    session = model.session(structured_image(), initial_poses=empty)
     assert session.num_persons == 0
     poses = session.add_person([100, 40, 160, 220])
     assert poses.num_persons == 1
@@ -212,7 +181,7 @@ def test_latency_benchmark_runs(capsys):
 def test_session_opens_with_the_full_prediction(model):
     """Without initial poses the session shows what predict() gives (same persons, same
     order), although it decodes from cached memory projections."""
-    image = _image(1)
+    image = structured_image(1)
     predicted = model.predict(image)
     session = model.session(image)
     assert session.num_persons == predicted.num_persons == model.config.max_humans

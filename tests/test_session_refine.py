@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from annotator_fixtures import tiny_model
+from session_fixtures import structured_image
 
 from clickpose.keypoints import coco17
 from clickpose.poses import Poses
@@ -14,16 +15,6 @@ from selection.scores import session_error_consistency, training_pose_errors
 
 H, W = 240, 320
 K = 17
-
-
-def _image(seed: int = 0) -> np.ndarray:
-    """Bright figures on a dark noisy background, so the image has structure."""
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 60, (H, W, 3), dtype=np.uint8)
-    for x0 in (40, 150, 250):
-        image[40:200, x0:x0 + 30] = (200, 180, 160)
-        image[60:70, x0 - 20:x0 + 50] = (210, 190, 170)
-    return image
 
 
 def _poses(boxes, scores, seed: int = 0) -> Poses:
@@ -44,23 +35,8 @@ def model():
     return tiny_model()
 
 
-@pytest.fixture
-def calls():
-    """calls(module) -> a one-item list counting the module's forward calls."""
-    handles = []
-
-    def counter(module: torch.nn.Module) -> list[int]:
-        count = [0]
-        handles.append(module.register_forward_hook(lambda *_: count.__setitem__(0, count[0] + 1)))
-        return count
-
-    yield counter
-    for handle in handles:
-        handle.remove()
-
-
 def test_refine_shapes_and_given_scores(model):
-    session = model.session(_image(), max_persons=4)
+    session = model.session(structured_image(), max_persons=4)
     refined = session.refine(GIVEN)
     assert refined.keypoints.shape == (3, K, 2) and refined.keypoint_scores.shape == (3, K)
     assert refined.visibility.shape == (3, K) and refined.boxes.shape == (3, 4)
@@ -72,10 +48,10 @@ def test_refine_shapes_and_given_scores(model):
     assert (refined.keypoints[..., 1] >= 0).all() and (refined.keypoints[..., 1] <= H).all()
 
 
-def test_refine_reuses_the_cached_memory_and_leaves_the_session_alone(model, calls):
-    backbone, encoder = calls(model.backbone), calls(model.encoder)
-    humans, decoder = calls(model.human_decoder), calls(model.keypoint_decoder)
-    session = model.session(_image(), max_persons=4)
+def test_refine_reuses_the_cached_memory_and_leaves_the_session_alone(model, count_calls):
+    backbone, encoder = count_calls(model.backbone), count_calls(model.encoder)
+    humans, decoder = count_calls(model.human_decoder), count_calls(model.keypoint_decoder)
+    session = model.session(structured_image(), max_persons=4)
     before = session.poses.copy()
     assert (backbone[0], encoder[0], humans[0], decoder[0]) == (1, 1, 1, 1)
     for _ in range(3):
@@ -89,15 +65,15 @@ def test_refine_reuses_the_cached_memory_and_leaves_the_session_alone(model, cal
     assert all(session.clicks(p) == {} for p in range(session.num_persons))
 
 
-def test_refine_equals_a_fresh_decode_of_the_same_image(model):
+def test_refine_equals_a_fresh_decode_of_the_samestructured_image(model):
     """The cached memory and projected values give what a full forward pass from the image
     gives: the decoder started from the given poses, as given persons, nothing pinned."""
     from clickpose.model.clickpose_model import boxes_xyxy_to_normalized
     from clickpose.model.inference import EvalTransform
 
-    session = model.session(_image())
+    session = model.session(structured_image())
     refined = session.refine(GIVEN)
-    images, mask, size = EvalTransform.from_config(model.config)(_image())
+    images, mask, size = EvalTransform.from_config(model.config)(structured_image())
     scale = torch.tensor([W, H], dtype=torch.float32)
     with torch.no_grad():
         state = model.encode(images, mask)
@@ -109,7 +85,7 @@ def test_refine_equals_a_fresh_decode_of_the_same_image(model):
 
 
 def test_refine_starts_from_the_given_poses_and_pins_nothing(model):
-    session = model.session(_image())
+    session = model.session(structured_image())
     moved = _poses(GIVEN.boxes, GIVEN.scores, seed=1)   # same persons, other starting poses
     a, b = session.refine(GIVEN), session.refine(moved)
     assert np.abs(a.keypoints - b.keypoints).max() > 1e-3
@@ -118,17 +94,17 @@ def test_refine_starts_from_the_given_poses_and_pins_nothing(model):
 
 
 def test_refine_is_deterministic(model):
-    session = model.session(_image())
+    session = model.session(structured_image())
     first = session.refine(GIVEN)
     again = session.refine(GIVEN)
-    other_session = model.session(_image()).refine(GIVEN)
+    other_session = model.session(structured_image()).refine(GIVEN)
     np.testing.assert_array_equal(first.keypoints, again.keypoints)
     np.testing.assert_array_equal(first.keypoints, other_session.keypoints)
 
 
-def test_refine_of_nobody_and_wrong_schemas(model, calls):
-    session = model.session(_image())
-    decoder = calls(model.keypoint_decoder)
+def test_refine_of_nobody_and_wrong_schemas(model, count_calls):
+    session = model.session(structured_image())
+    decoder = count_calls(model.keypoint_decoder)
     empty = session.refine(Poses.empty(K))
     assert empty.num_persons == 0 and empty.num_keypoints == K and decoder[0] == 0
     wrong = Poses(np.zeros((1, 5, 2)), np.ones((1, 5)), np.full((1, 5), 2), np.array([[0, 0, 9, 9.]]),
@@ -177,9 +153,9 @@ def test_session_score_counts_trials_and_skips_undetected_persons():
     assert empty.score == 1.0 and nobody.calls == 0
 
 
-def test_session_score_with_the_real_model(model, calls):
-    backbone, decoder = calls(model.backbone), calls(model.keypoint_decoder)
-    session = model.session(_image(), max_persons=3)
+def test_session_score_with_the_real_model(model, count_calls):
+    backbone, decoder = count_calls(model.backbone), count_calls(model.keypoint_decoder)
+    session = model.session(structured_image(), max_persons=3)
     a = session_error_consistency(3, session, trials=2, seed=5, min_person_score=0.0)
     b = session_error_consistency(3, session, trials=2, seed=5, min_person_score=0.0)
     c = session_error_consistency(3, session, trials=2, seed=6, min_person_score=0.0)
