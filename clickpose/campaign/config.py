@@ -33,6 +33,8 @@ class TrainSettings(BaseModel):
     device: str | None = None           # default: cuda when present, else cpu
     threads: int | None = None          # CPU threads for torch (default: the free cores)
     seed: int = 0
+    # Frozen backbones only: features computed once per image and flip (augmentation: flip).
+    cache_backbone_features: bool = False
 
 
 class CampaignConfig(BaseModel):

@@ -40,6 +40,9 @@ def train_command(
         "--dn-groups", min=0, help="noised copies of each pose (pose error modeling)")] = 2,
     feedback: Annotated[bool, Opt(
         "--feedback/--no-feedback", help="human-feedback rounds of simulated clicks")] = True,
+    cache_backbone_features: Annotated[bool, Opt(
+        "--cache-backbone-features", help="frozen backbones (tiny): compute its features once "
+        "per image and flip, keep them between epochs; augmentation is then flip only")] = False,
     skip_bad: Annotated[bool, Opt(
         "--skip-bad", help="leave out bad images/annotations instead of stopping")] = False,
 ) -> None:
@@ -55,7 +58,7 @@ def train_command(
                       workers=workers, max_minutes=max_minutes, resume=resume, init=init,
                       seed=seed, device=device, image_size=image_size,
                       backbone_weights=backbone_weights, dn_groups=dn_groups, feedback=feedback,
-                      skip_bad=skip_bad)
+                      skip_bad=skip_bad, cache_backbone_features=cache_backbone_features)
     try:
         summary = train(cfg, log=console.print)
     except (DataError, SchemaError, CheckpointError, FileExistsError, ValueError) as e:

@@ -58,6 +58,9 @@ def hflip(image: Image.Image, target: dict, flip_permutation: list[int]):
     flipped = torch.empty_like(kps)
     flipped[:, flip_permutation] = kps  # keypoint i becomes keypoint perm[i]
     target["keypoints"] = flipped
+    # Marks the mirrored input (the backbone feature cache keys on it); twice is no flip.
+    if target.pop("flipped", False) is False:
+        target["flipped"] = True
     return image, target
 
 
@@ -303,6 +306,14 @@ def train_transforms(schema, sizes: list[int], max_size: int, crop: bool = True,
     if color_jitter:
         steps.append(ColorJitter())
     return Compose(steps + [ToTensor(), Normalize(mean, std)])
+
+
+def flip_resize_transforms(schema, size: int, max_size: int | None = None,
+                           mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
+    """Training with cached backbone features: a random flip, then the eval resize; each
+    image has two possible inputs, so their features can be reused."""
+    return Compose([RandomHorizontalFlip(schema.flip_permutation), Resize(size, max_size),
+                    ToTensor(), Normalize(mean, std)])
 
 
 def eval_transforms(size: int, max_size: int | None = None, mean=IMAGENET_MEAN,

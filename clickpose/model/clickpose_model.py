@@ -17,6 +17,7 @@ from clickpose.model.encoder import Encoder, EncoderState, valid_ratios_of
 from clickpose.model.human_decoder import HumanDecoder, HumanState
 from clickpose.model.inference import EvalTransform, outputs_to_poses
 from clickpose.model.keypoint_decoder import KeypointDecoder, denoising_across_mask
+from clickpose.model.keypoint_heatmap import KeypointHeatmapHead, heatmap_start
 from clickpose.model.position_encoding import PositionEmbeddingSine
 from clickpose.model.presets import ModelConfig
 from clickpose.poses import Poses
@@ -41,6 +42,8 @@ class ClickPose(nn.Module):
         self.keypoint_decoder = KeypointDecoder(
             config.keypoint_layers, schema.num_keypoints, dim, config.ffn_dim, levels,
             config.num_heads, config.dec_points, config.dropout)
+        self.keypoint_heatmap = (KeypointHeatmapHead(dim, schema.num_keypoints)
+                                 if config.keypoint_heatmap else None)
 
     @staticmethod
     def _input_projections(channels: list[int], dim: int, levels: int) -> nn.ModuleList:
@@ -57,9 +60,12 @@ class ClickPose(nn.Module):
         return nn.ModuleList(projections)
 
     # ---- stage 1: image -> encoder memory ------------------------------------------------
-    def encode(self, images: Tensor, mask: Tensor) -> EncoderState:
-        """(B, 3, H, W) normalized images, (B, H, W) True on padding -> EncoderState."""
-        features = self.backbone(images, mask)
+    def encode(self, images: Tensor, mask: Tensor,
+               features: list[tuple[Tensor, Tensor]] | None = None) -> EncoderState:
+        """(B, 3, H, W) normalized images, (B, H, W) True on padding -> EncoderState.
+        `features`: the backbone's output for them, when already known (a feature cache)."""
+        if features is None:
+            features = self.backbone(images, mask)
         maps, masks = [], []
         for proj, (feature, level_mask) in zip(self.input_proj, features):
             maps.append(proj(feature))
@@ -81,7 +87,12 @@ class ClickPose(nn.Module):
         for h, w in level_shapes[:-1]:
             starts.append(starts[-1] + h * w)
         memory = self.encoder(src, pos, memory_mask, level_shapes, valid_ratios)
-        return EncoderState(memory, memory_mask, pos, level_shapes, starts, valid_ratios)
+        state = EncoderState(memory, memory_mask, pos, level_shapes, starts, valid_ratios)
+        if self.keypoint_heatmap is not None:
+            h, w = level_shapes[0]
+            finest = memory[:, :h * w].transpose(1, 2).reshape(len(memory), -1, h, w)
+            state.keypoint_heatmap = self.keypoint_heatmap(finest)
+        return state
 
     # ---- stage 2: humans -----------------------------------------------------------------
     def detect_humans(self, state: EncoderState) -> HumanState:
@@ -95,9 +106,14 @@ class ClickPose(nn.Module):
             logits = torch.zeros(batch, persons, 1, device=boxes.device)
         return HumanState(self.keypoint_decoder.given_person_content(batch, persons), boxes, logits)
 
-    def default_keypoints(self, boxes: Tensor) -> Tensor:
-        """(..., 4) boxes -> (..., K, 2): where the keypoint decoder starts without a hint."""
-        return self.keypoint_decoder.default_keypoints(boxes)
+    def default_keypoints(self, boxes: Tensor, state: EncoderState | None = None) -> Tensor:
+        """(B, N, 4) boxes -> (B, N, K, 2): where the keypoint decoder starts without a hint:
+        each type's learned place in the box, moved to the heatmap's evidence nearby when
+        the model has heatmaps and `state` is given."""
+        layout = self.keypoint_decoder.default_keypoints(boxes)
+        if state is None or state.keypoint_heatmap is None:
+            return layout
+        return heatmap_start(state.keypoint_heatmap, state.finest_mask, boxes, layout)
 
     # ---- stage 3: keypoints --------------------------------------------------------------
     def decode_keypoints(self, state: EncoderState, humans: HumanState,
@@ -113,7 +129,8 @@ class ClickPose(nn.Module):
         """
         content, boxes = humans.content, humans.boxes
         batch, num_humans = content.shape[:2]
-        keypoints = self.default_keypoints(boxes) if init_keypoints is None else init_keypoints
+        keypoints = (self.default_keypoints(boxes, state) if init_keypoints is None
+                     else init_keypoints)
         if pinned is None:
             pinned = torch.zeros(keypoints.shape[:-1], dtype=torch.bool, device=boxes.device)
         across_mask = None
@@ -133,6 +150,9 @@ class ClickPose(nn.Module):
                    "human_aux_outputs": humans.layer_outputs}
         if humans.enc_outputs is not None:
             outputs["enc_outputs"] = humans.enc_outputs
+        if state.keypoint_heatmap is not None:
+            outputs["keypoint_heatmap"] = state.keypoint_heatmap
+            outputs["heatmap_mask"] = state.finest_mask
         if dn is not None:
             noised = [{k: v[:, num_humans:] for k, v in out.items()} for out in layers]
             outputs["dn"] = {**noised[-1], "aux_outputs": noised[:-1]}

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clickpose.keypoints import KeypointSchema
+from clickpose.model.heatmap_loss import heatmap_focal_loss
 from clickpose.model.losses import (
     box_cxcywh_to_xyxy,
     box_xyxy_to_cxcywh,
@@ -40,6 +41,7 @@ class LossWeights:
     enc: float = 1.0   # multiplies the encoder-proposal terms
     dn: float = 0.5    # multiplies the denoising terms (official dn_bbox_coef / dn_keypoints_coef)
     feedback: float = 1.0  # multiplies the human-feedback round terms
+    heatmap: float = 1.0   # keypoint heatmaps (clickpose.model.keypoint_heatmap)
 
     def of(self, name: str) -> float:
         return asdict(self)[name]
@@ -227,6 +229,9 @@ class SetCriterion(nn.Module):
         for i, aux in enumerate(outputs.get("human_aux_outputs", [])):
             raw.update({f"{k}_human{i}": v
                         for k, v in self.output_losses(aux, tn, num)[0].items()})
+        if "keypoint_heatmap" in outputs:
+            raw["heatmap"] = heatmap_focal_loss(outputs["keypoint_heatmap"],
+                                                outputs["heatmap_mask"], tn, self.sigmas)
         losses = self.weighted(raw, factor, prefix)
         if "enc_outputs" in outputs:
             enc, _ = self.output_losses(outputs["enc_outputs"], tn, num)

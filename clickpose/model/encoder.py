@@ -22,6 +22,14 @@ class EncoderState:
     # Per keypoint-decoder layer, its projected memory (MSDeformAttn.project_values); set by
     # the interactive session so that a click skips the projection. None: computed per call.
     keypoint_values: list[list[Tensor]] | None = None
+    # (B, K, h, w) keypoint heatmap logits on the finest level (None: the model has none).
+    keypoint_heatmap: Tensor | None = None
+
+    @property
+    def finest_mask(self) -> Tensor:
+        """(B, h, w) padding mask of the finest level."""
+        h, w = self.level_shapes[0]
+        return self.memory_mask[:, :h * w].view(-1, h, w)
 
     @property
     def spatial_shapes(self) -> Tensor:

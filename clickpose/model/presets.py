@@ -43,6 +43,9 @@ class ModelConfig(BaseModel):
     dec_points: int = 4
     num_queries: int = 100          # encoder proposals -> human-detection queries
     max_humans: int = 20            # humans kept for the keypoint decoder
+    # Start each person's keypoints from per-type heatmaps on the finest level
+    # (clickpose.model.keypoint_heatmap) instead of one learned average pose.
+    keypoint_heatmap: bool = False
     # Eval transform: shorter side to image_size, longer side at most max_size.
     image_size: int = 256
     max_size: int = 384
@@ -68,7 +71,7 @@ PRESETS: dict[str, dict] = {
     "tiny": {
         "backbone": "efficientnet_lite0", "backbone_out_indices": [2, 3],
         "backbone_weights": "lite0", "frozen_batch_norm": True, "frozen_backbone_blocks": 5,
-        "num_queries": 50, "max_humans": 10,
+        "num_queries": 50, "max_humans": 10, "keypoint_heatmap": True,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },
     "lite0": {
@@ -76,14 +79,15 @@ PRESETS: dict[str, dict] = {
         "backbone_weights": "lite0", "frozen_batch_norm": True, "hidden_dim": 128,
         "num_heads": 8, "ffn_dim": 512, "enc_points": 4, "num_feature_levels": 3,
         "enc_layers": 3, "human_layers": 2, "keypoint_layers": 4, "num_queries": 300,
-        "max_humans": 30, "image_size": 512, "max_size": 768,
+        "max_humans": 30, "keypoint_heatmap": True, "image_size": 512, "max_size": 768,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },
     "r50": {
         "backbone": "resnet50", "backbone_out_indices": [2, 3, 4], "backbone_weights": "none",
         "frozen_batch_norm": False, "hidden_dim": 256, "num_heads": 8, "ffn_dim": 2048,
         "enc_points": 4, "num_feature_levels": 4, "enc_layers": 6, "human_layers": 2,
-        "keypoint_layers": 4, "num_queries": 900, "max_humans": 100, "image_size": 800,
+        "keypoint_layers": 4, "num_queries": 900, "max_humans": 100, "keypoint_heatmap": True,
+        "image_size": 800,
         "max_size": 1333,
     },
 }

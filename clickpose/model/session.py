@@ -109,7 +109,7 @@ class InteractiveSession:
         self._push()
         with self._inference():
             content = self.model.humans_from_boxes(box[None, None]).content[0, 0]
-            start = self.model.default_keypoints(box)
+            start = self.model.default_keypoints(box[None, None], self._state)[0, 0]
         self._persons.append(_Person(content=content, box=box, start_keypoints=start,
                                      source="drawn", score=1.0))
         poses = self._decode()

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from clickpose.keypoints import KeypointSchema
 from clickpose.model.criterion import SetCriterion, normalize_targets
 from clickpose.model.pose_errors import ErrorProbs, build_dn_queries
+from clickpose.train.feature_cache import BackboneFeatureCache
 from clickpose.train.feedback import feedback_losses
 
 
@@ -34,8 +35,9 @@ def targets_to(targets: list[dict], device: torch.device) -> list[dict]:
 
 def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[dict],
                    schema: KeypointSchema, generator: torch.Generator,
-                   options: StepOptions) -> dict[str, torch.Tensor]:
-    """The weighted losses of one batch: normal output, denoising queries, feedback rounds."""
+                   options: StepOptions, features=None) -> dict[str, torch.Tensor]:
+    """The weighted losses of one batch: normal output, denoising queries, feedback rounds.
+    `features`: the batch's backbone output when known (BackboneFeatureCache)."""
     dn, dn_meta = (None, None)
     if options.dn_groups > 0:
         dn, dn_meta = build_dn_queries(targets, schema, generator, options.dn_groups,
@@ -43,7 +45,7 @@ def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[d
     device_type = images.device.type
     with torch.autocast(device_type, dtype=options.amp_dtype or torch.float32,
                         enabled=options.amp_dtype is not None):
-        state = model.encode(images, mask)
+        state = model.encode(images, mask, features)
         humans = model.detect_humans(state)
         outputs = model.decode_keypoints(state, humans, dn=dn)
         tn = normalize_targets(targets)
@@ -58,7 +60,8 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
                     optimizer: torch.optim.Optimizer, scheduler, device: torch.device,
                     epoch: int, schema: KeypointSchema, generator: torch.Generator,
                     options: StepOptions, deadline: float | None = None,
-                    progress: bool = True, max_steps: int | None = None) -> dict:
+                    progress: bool = True, max_steps: int | None = None,
+                    feature_cache: BackboneFeatureCache | None = None) -> dict:
     """Train over `loader` once (or until `deadline`, a time.monotonic() value, or
     `max_steps`). Returns mean losses, the step count, images/s and whether it stopped early."""
     model.train()
@@ -76,8 +79,13 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
             break
         images, mask = images.to(device, non_blocking=True), mask.to(device, non_blocking=True)
         targets = targets_to(targets, device)
+        features = None
+        if feature_cache is not None:
+            with torch.autocast(device.type, dtype=options.amp_dtype or torch.float32,
+                                enabled=options.amp_dtype is not None):
+                features = feature_cache.features(model.backbone, images, mask, targets)
         losses = compute_losses(model, criterion, images, mask, targets, schema, generator,
-                                options)
+                                options, features)
         loss = sum(losses.values())
         if not math.isfinite(loss.item()):
             # A diverged batch would poison the weights: skip it and say so in the log.

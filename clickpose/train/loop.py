@@ -35,6 +35,7 @@ from clickpose.model.checkpoint import (
 from clickpose.model.criterion import SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
 from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
+from clickpose.train.feature_cache import BackboneFeatureCache, backbone_is_frozen
 from clickpose.train.optim import build_optimizer, build_scheduler, fit_drop_to_deadline
 
 METRICS_FILE = "metrics.jsonl"
@@ -70,6 +71,9 @@ class TrainConfig(BaseModel):
     max_steps_per_epoch: int | None = None
     skip_bad: bool = False
     threads: int | None = None         # CPU threads for torch; default: cores left by workers
+    # Frozen backbone only: keep its features between epochs (augmentation: flip only).
+    cache_backbone_features: bool = False
+    feature_cache_mb: float = 2048.0
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -165,6 +169,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
 def _train(cfg: TrainConfig, log) -> dict:
     from clickpose.data import collate_batch, eval_transforms, load_coco_dataset, train_transforms
+    from clickpose.data.transforms import flip_resize_transforms
 
     started = time.monotonic()
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
@@ -202,8 +207,19 @@ def _train(cfg: TrainConfig, log) -> dict:
         model, init_report = make_model(cfg, schema)
     model.to(device)
     mc = model.config
-    train_set.transforms = train_transforms(schema, train_sizes(mc.image_size), mc.max_size,
-                                            mean=mc.pixel_mean, std=mc.pixel_std)
+    feature_cache = None
+    if cfg.cache_backbone_features:
+        if not backbone_is_frozen(model):
+            raise ValueError(
+                f"--cache-backbone-features: the '{mc.preset}' backbone trains (some weights "
+                "or batch norms are not frozen), so its features change every step; drop the "
+                "option, or use a preset with a frozen backbone such as 'tiny'")
+        feature_cache = BackboneFeatureCache(cfg.feature_cache_mb)
+        train_set.transforms = flip_resize_transforms(schema, mc.image_size, mc.max_size,
+                                                      mean=mc.pixel_mean, std=mc.pixel_std)
+    else:
+        train_set.transforms = train_transforms(schema, train_sizes(mc.image_size), mc.max_size,
+                                                mean=mc.pixel_mean, std=mc.pixel_std)
     if val_set is not None:
         val_set.transforms = eval_transforms(mc.image_size, mc.max_size, mean=mc.pixel_mean,
                                              std=mc.pixel_std)
@@ -259,7 +275,12 @@ def _train(cfg: TrainConfig, log) -> dict:
         train_set.set_epoch(epoch)
         stats = train_one_epoch(model, criterion, train_loader, optimizer, scheduler, device,
                                 epoch, schema, noise_gen, options, deadline=deadline,
-                                progress=cfg.progress, max_steps=cfg.max_steps_per_epoch)
+                                progress=cfg.progress, max_steps=cfg.max_steps_per_epoch,
+                                feature_cache=feature_cache)
+        if feature_cache is not None:
+            stats["feature_cache"] = {"items": len(feature_cache), "hits": feature_cache.hits,
+                                      "misses": feature_cache.misses,
+                                      "mb": round(feature_cache.bytes / 2**20, 1)}
         if deadline is not None and stats["seconds"] > 0:
             # The time limit, not the epoch count, ends this run: drop the lr in time.
             fit_drop_to_deadline(scheduler, scheduler.last_epoch,

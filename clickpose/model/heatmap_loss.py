@@ -1,0 +1,73 @@
+"""Training signal of the keypoint heatmaps: CornerNet's focal loss on Gaussian targets.
+
+Each labelled keypoint is a Gaussian on its type's map, as wide as the keypoint's OKS
+tolerance (2 sigma_k sqrt(area)) and at least most of a cell; its nearest cell is the one
+positive. Padding cells and cells inside crowd regions (unlabelled people) teach nothing.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from clickpose.model.keypoint_heatmap import cell_centres, valid_cells
+
+MIN_SIGMA_CELLS = 0.8
+
+
+def heatmap_targets(tn: list[dict], mask: Tensor, sigmas: Tensor) -> tuple[Tensor, Tensor]:
+    """Gaussian targets (B, K, h, w) and the positive cells (B, K, h, w) bool.
+
+    tn: normalized targets (criterion.normalize_targets); mask (B, h, w) True on padding;
+    sigmas (K,) the schema's OKS sigmas.
+    """
+    batch, h, w = mask.shape
+    num_k = sigmas.shape[0]
+    valid_w, valid_h = valid_cells(mask)
+    targets = torch.zeros(batch, num_k, h, w, device=mask.device)
+    positive = torch.zeros(batch, num_k, h, w, dtype=torch.bool, device=mask.device)
+    grid_y = torch.arange(h, device=mask.device, dtype=torch.float32)[:, None]
+    grid_x = torch.arange(w, device=mask.device, dtype=torch.float32)[None]
+    for b, t in enumerate(tn):
+        labelled = t["keypoint_weights"] > 0                                  # (G, K)
+        if not labelled.any():
+            continue
+        cells = t["keypoints"].float() * torch.stack([valid_w[b], valid_h[b]]) - 0.5  # (G, K, 2)
+        cell_px = t["scale"].float() / torch.stack([valid_w[b], valid_h[b]])          # (2,)
+        sigma = (2 * sigmas[None] * t["area"].float().sqrt()[:, None] / cell_px.mean())
+        sigma = sigma.clamp(min=MIN_SIGMA_CELLS)                                        # (G, K)
+        g, k = torch.nonzero(labelled, as_tuple=True)
+        cx, cy, s = cells[g, k, 0], cells[g, k, 1], sigma[g, k]
+        blobs = torch.exp(-((grid_x[None] - cx[:, None, None]) ** 2
+                            + (grid_y[None] - cy[:, None, None]) ** 2) / (2 * s[:, None, None] ** 2))
+        for kp in k.unique().tolist():
+            targets[b, kp] = blobs[k == kp].amax(0)
+        px = cx.round().long().clamp(0, w - 1)
+        py = cy.round().long().clamp(0, h - 1)
+        inside = (cx > -0.5) & (cx < valid_w[b] - 0.5) & (cy > -0.5) & (cy < valid_h[b] - 0.5)
+        positive[b, k[inside], py[inside], px[inside]] = True
+    targets = torch.where(positive, torch.ones_like(targets), targets)
+    return targets, positive
+
+
+def crowd_cells(tn: list[dict], mask: Tensor) -> Tensor:
+    """(B, h, w) True on cells whose centre lies in a crowd region."""
+    xs, ys = cell_centres(mask)
+    ignore = torch.zeros_like(mask)
+    for b, t in enumerate(tn):
+        crowd = t.get("crowd_boxes")
+        if crowd is None or len(crowd) == 0:
+            continue
+        in_x = (xs[b][None] >= crowd[:, None, 0]) & (xs[b][None] <= crowd[:, None, 2])  # (M, w)
+        in_y = (ys[b][None] >= crowd[:, None, 1]) & (ys[b][None] <= crowd[:, None, 3])  # (M, h)
+        ignore[b] = (in_y[:, :, None] & in_x[:, None, :]).any(0)
+    return ignore
+
+
+def heatmap_focal_loss(logits: Tensor, mask: Tensor, tn: list[dict], sigmas: Tensor) -> Tensor:
+    """CornerNet focal loss (alpha 2, beta 4) summed over cells, per positive cell."""
+    targets, positive = heatmap_targets(tn, mask, sigmas)
+    counted = ~(mask | crowd_cells(tn, mask))[:, None]
+    prob = logits.float().sigmoid().clamp(1e-4, 1 - 1e-4)
+    pos = prob.log() * (1 - prob) ** 2 * positive
+    neg = (1 - prob).log() * prob ** 2 * (1 - targets) ** 4 * (~positive & counted)
+    return -(pos.sum() + neg.sum()) / positive.sum().clamp(min=1)

@@ -1,0 +1,137 @@
+"""Keypoint heatmaps: targets where the keypoints are, starts that follow the evidence of the
+person's own box, and a loss that rewards the right map."""
+import torch
+
+from clickpose.model.heatmap_loss import heatmap_focal_loss, heatmap_targets
+from clickpose.model.keypoint_heatmap import cell_centres, heatmap_start
+
+SIGMAS = torch.tensor([0.05, 0.05])
+
+
+def _target(keypoints, weights=None, area=400.0, scale=(160.0, 80.0)):
+    """One image's normalized target with persons' (G, K, 2) keypoints."""
+    kpts = torch.tensor(keypoints, dtype=torch.float32)
+    return {"keypoints": kpts,
+            "keypoint_weights": torch.ones(kpts.shape[:2]) if weights is None
+            else torch.tensor(weights, dtype=torch.float32),
+            "area": torch.full((len(kpts),), area), "scale": torch.tensor(scale),
+            "boxes": torch.zeros(len(kpts), 4), "crowd_boxes": torch.zeros(0, 4)}
+
+
+def test_targets_peak_on_the_keypoint_cell_of_its_own_type():
+    mask = torch.zeros(1, 8, 16, dtype=torch.bool)  # 16 x 8 cells over a 160 x 80 image
+    # keypoint 0 at pixel (55, 25) -> cell (5, 2); keypoint 1 unlabelled.
+    tn = [_target([[[55 / 160, 25 / 80], [0.9, 0.9]]], weights=[[1.0, 0.0]])]
+    targets, positive = heatmap_targets(tn, mask, SIGMAS)
+    assert positive[0, 0].nonzero().tolist() == [[2, 5]]
+    assert not positive[0, 1].any() and targets[0, 1].max() == 0
+    assert targets[0, 0, 2, 5] == 1.0
+    assert targets[0, 0, 2, 6] < 1.0 and targets[0, 0, 2, 6] > targets[0, 0, 2, 8]
+
+
+def test_targets_leave_padding_alone_and_use_the_unpadded_extent():
+    mask = torch.zeros(1, 8, 16, dtype=torch.bool)
+    mask[:, :, 8:] = True  # the right half is padding: the image spans 8 cells across
+    tn = [_target([[[0.45, 0.5], [0.45, 0.5]]])]
+    _, positive = heatmap_targets(tn, mask, SIGMAS)
+    # x = 0.45 of the unpadded width: cell 0.45 * 8 - 0.5 = 3.1 -> cell 3 (not 7 of 16)
+    assert positive[0, 0].nonzero()[0, 1].item() == 3
+    assert not positive[0, :, :, 8:].any()
+
+
+def test_loss_is_lower_for_the_map_that_peaks_on_the_keypoint():
+    mask = torch.zeros(1, 8, 16, dtype=torch.bool)
+    tn = [_target([[[55 / 160, 25 / 80], [135 / 160, 65 / 80]]])]
+    targets, _ = heatmap_targets(tn, mask, SIGMAS)
+    good = torch.logit(targets.clamp(0.01, 0.99))
+    wrong = good.flip(1)  # each type's map shows the other keypoint
+    flat = torch.full_like(good, -2.0)
+    loss = {name: heatmap_focal_loss(logits, mask, tn, SIGMAS).item()
+            for name, logits in [("good", good), ("wrong", wrong), ("flat", flat)]}
+    assert loss["good"] < loss["flat"] < loss["wrong"]
+
+
+def test_crowd_regions_are_not_negatives():
+    mask = torch.zeros(1, 8, 16, dtype=torch.bool)
+    tn = [_target([[[0.1, 0.1], [0.1, 0.1]]])]
+    logits = torch.full((1, 2, 8, 16), -6.0)
+    logits[:, :, :, 10:] = 4.0  # confident keypoints on the right: wrong, unless a crowd is there
+    plain = heatmap_focal_loss(logits, mask, tn, SIGMAS)
+    tn[0]["crowd_boxes"] = torch.tensor([[0.6, 0.0, 1.0, 1.0]])
+    assert heatmap_focal_loss(logits, mask, tn, SIGMAS) < plain / 10
+
+
+def _peak_logits(peaks, shape=(1, 2, 8, 16)):
+    logits = torch.full(shape, -8.0)
+    for k, (row, col) in peaks:
+        logits[0, k, row, col] = 8.0
+    return logits
+
+
+def test_start_follows_the_peak_inside_the_box():
+    mask = torch.zeros(1, 8, 16, dtype=torch.bool)
+    logits = _peak_logits([(0, (2, 5)), (1, (6, 3))])
+    boxes = torch.tensor([[[0.3, 0.5, 0.5, 1.0]]])
+    layout = boxes[..., None, :2].expand(1, 1, 2, 2)
+    start = heatmap_start(logits, mask, boxes, layout)
+    xs, ys = cell_centres(mask)
+    assert torch.allclose(start[0, 0, 0], torch.stack([xs[0, 5], ys[0, 2]]), atol=1e-3)
+    assert torch.allclose(start[0, 0, 1], torch.stack([xs[0, 3], ys[0, 6]]), atol=1e-3)
+
+
+def test_start_prefers_its_own_persons_keypoint_over_a_neighbours():
+    mask = torch.zeros(1, 8, 16, dtype=torch.bool)
+    # Two left-side candidates for keypoint 0: one in each person's box, equally confident.
+    logits = _peak_logits([(0, (4, 2)), (0, (4, 13))])
+    boxes = torch.tensor([[[0.15, 0.5, 0.3, 1.0], [0.85, 0.5, 0.3, 1.0]]])
+    layout = boxes[..., None, :2].expand(1, 2, 2, 2)
+    start = heatmap_start(logits, mask, boxes, layout)
+    xs, _ = cell_centres(mask)
+    assert abs(start[0, 0, 0, 0] - xs[0, 2]) < 0.01
+    assert abs(start[0, 1, 0, 0] - xs[0, 13]) < 0.01
+
+
+def test_start_without_evidence_is_the_layout():
+    mask = torch.zeros(1, 8, 16, dtype=torch.bool)
+    mask[:, 6:] = True  # padding below: never chosen
+    logits = torch.zeros(1, 2, 8, 16)
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2]]])
+    layout = torch.tensor([[[[0.45, 0.5], [0.55, 0.52]]]])
+    start = heatmap_start(logits, mask, boxes, layout)
+    assert torch.allclose(start, layout, atol=0.02)
+
+
+def test_model_starts_persons_from_its_heatmaps_and_trains_them():
+    from clickpose.keypoints import coco17
+    from clickpose.model import build_model, preset_config
+    from clickpose.model.criterion import SetCriterion
+
+    schema = coco17()
+    torch.manual_seed(0)
+    model = build_model(preset_config("tiny", num_queries=20, max_humans=4), schema).eval()
+    images, mask = torch.randn(1, 3, 128, 160), torch.zeros(1, 128, 160, dtype=torch.bool)
+    with torch.no_grad():
+        state = model.encode(images, mask)
+    h, w = state.level_shapes[0]
+    assert state.keypoint_heatmap.shape == (1, 17, h, w)
+    # A crafted map: the nose of the person in the left half is at cell (3, 4).
+    state.keypoint_heatmap = torch.full_like(state.keypoint_heatmap, -8.0)
+    state.keypoint_heatmap[0, 0, 3, 4] = 12.0
+    boxes = torch.tensor([[[0.25, 0.5, 0.5, 1.0]]])
+    start = model.default_keypoints(boxes, state)
+    xs, ys = cell_centres(state.finest_mask)
+    assert torch.allclose(start[0, 0, 0], torch.stack([xs[0, 4], ys[0, 3]]), atol=1e-3)
+    # Without a state (or a heatmap), the start is the learned layout in the box.
+    assert torch.allclose(model.default_keypoints(boxes),
+                          model.keypoint_decoder.default_keypoints(boxes))
+    # The heatmaps reach the criterion: one focal term, weighted.
+    with torch.no_grad():
+        state = model.encode(images, mask)
+        outputs = model.decode_keypoints(state, model.detect_humans(state))
+    target = [{"boxes": torch.tensor([[20.0, 10.0, 70.0, 120.0]]),
+               "keypoints": torch.cat([torch.rand(1, 17, 2) * torch.tensor([50.0, 110.0])
+                                       + torch.tensor([20.0, 10.0]), torch.full((1, 17, 1), 2.0)],
+                                      -1),
+               "area": torch.tensor([3000.0]), "size": torch.tensor([128, 160])}]
+    losses = SetCriterion(schema)(outputs, target)
+    assert losses["loss_heatmap"] > 0
