@@ -225,7 +225,9 @@ def train_settings(plan: dict, steps: int, labeled: int, seed: int, fresh: bool)
         max_steps_per_epoch=cap if cap < per_epoch else None,
         lr=plan["lr"], image_size=plan["image_size"], max_size=plan["image_size"],
         model_overrides=dict(CPU_MODEL) if fresh else {}, dn_groups=1, feedback_max_rounds=1,
-        workers=0, threads=1, seed=seed)
+        workers=0, threads=1, seed=seed,
+        # Many epochs over a few hundred labels: the frozen backbone's features repeat.
+        cache_backbone_features=True)
 
 
 def val_ap(checkpoint: Path, val: Path) -> dict:
