@@ -10,8 +10,9 @@ The synthetic `photo` images are generated once per (count, seed, size) and reus
 with a time limit and, unless --augment, the frozen backbone's features cached
 (clickpose.train.feature_cache: flip-only augmentation, a third of a CPU step saved); the
 last checkpoint is then evaluated on the validation images (other seed): COCO OKS AP with
-pycocotools, and NoC at 85/90/95 in `model-only` and `refine` modes. Prints JSON lines: the machine, the data, each training epoch, AP, NoC per mode and
-a summary with the issue's targets (AP >= 0.50, refine NoC@90 <= 0.6 x model-only).
+pycocotools, and NoC at 85/90/95 in `model-only` and `refine` modes. Prints JSON lines:
+the machine, the data, each training epoch, AP, NoC per mode and a summary with the
+issue's targets (AP >= 0.50, refine NoC@90 <= 0.6 x model-only).
 """
 from __future__ import annotations
 

@@ -312,8 +312,8 @@ def flip_resize_transforms(schema, size: int, max_size: int | None = None,
                            mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
     """Training with cached backbone features: a random flip, then the eval resize; each
     image has two possible inputs, so their features can be reused."""
-    return Compose([RandomHorizontalFlip(schema.flip_permutation), Resize(size, max_size),
-                    ToTensor(), Normalize(mean, std)])
+    return Compose([RandomHorizontalFlip(schema.flip_permutation),
+                    *eval_transforms(size, max_size, mean, std).transforms])
 
 
 def eval_transforms(size: int, max_size: int | None = None, mean=IMAGENET_MEAN,

@@ -83,8 +83,12 @@ def encoder_reference_points(level_shapes: list[tuple[int, int]], valid_ratios: 
     return points[:, :, None] * valid_ratios[:, None]
 
 
+def valid_cells(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, h, w) padding mask -> per image the unpadded (width, height) in cells, (B,) each."""
+    return (~mask[:, 0, :]).sum(1).float(), (~mask[:, :, 0]).sum(1).float()
+
+
 def valid_ratios_of(mask: Tensor) -> Tensor:
     """(B, h, w) padding mask -> (B, 2) unpadded fraction (w, h)."""
-    valid_h = (~mask[:, :, 0]).sum(1).float()
-    valid_w = (~mask[:, 0, :]).sum(1).float()
+    valid_w, valid_h = valid_cells(mask)
     return torch.stack([valid_w / mask.shape[2], valid_h / mask.shape[1]], -1)

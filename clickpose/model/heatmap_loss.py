@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from clickpose.model.keypoint_heatmap import cell_centres, valid_cells
+from clickpose.model.encoder import valid_cells
+from clickpose.model.keypoint_heatmap import cell_centres
 
 MIN_SIGMA_CELLS = 0.8
 
@@ -39,8 +40,9 @@ def heatmap_targets(tn: list[dict], mask: Tensor, sigmas: Tensor) -> tuple[Tenso
         cx, cy, s = cells[g, k, 0], cells[g, k, 1], sigma[g, k]
         blobs = torch.exp(-((grid_x[None] - cx[:, None, None]) ** 2
                             + (grid_y[None] - cy[:, None, None]) ** 2) / (2 * s[:, None, None] ** 2))
-        for kp in k.unique().tolist():
-            targets[b, kp] = blobs[k == kp].amax(0)
+        # Overlapping persons: each cell keeps the larger value of its type.
+        targets[b].view(num_k, -1).scatter_reduce_(
+            0, k[:, None].expand(-1, h * w), blobs.view(len(k), -1), "amax")
         px = cx.round().long().clamp(0, w - 1)
         py = cy.round().long().clamp(0, h - 1)
         inside = (cx > -0.5) & (cx < valid_w[b] - 0.5) & (cy > -0.5) & (cy < valid_h[b] - 0.5)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from clickpose.model.box_ops import inverse_sigmoid
-from clickpose.model.encoder import EncoderState
+from clickpose.model.encoder import EncoderState, valid_cells
 from clickpose.model.layers import MLP, FeedForward, zero_last_layer
 from clickpose.model.ms_deform_attn import MSDeformAttn
 from clickpose.model.position_encoding import sine_embed
@@ -122,8 +122,7 @@ def token_proposals(state: EncoderState) -> tuple[Tensor, Tensor]:
     proposals = []
     for lvl, ((h, w), start) in enumerate(zip(state.level_shapes, state.level_start_index)):
         mask = state.memory_mask[:, start:start + h * w].view(batch, h, w)
-        valid_h = (~mask[:, :, 0]).sum(1).float().clamp(min=1)
-        valid_w = (~mask[:, 0, :]).sum(1).float().clamp(min=1)
+        valid_w, valid_h = (v.clamp(min=1) for v in valid_cells(mask))
         ys, xs = torch.meshgrid(torch.arange(h, device=mask.device, dtype=torch.float32),
                                 torch.arange(w, device=mask.device, dtype=torch.float32),
                                 indexing="ij")

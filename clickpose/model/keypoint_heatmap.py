@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from clickpose.model.encoder import valid_cells
+
 # Width of the prior around a keypoint type's usual place, as a fraction of the box.
 PRIOR_SIGMA = 0.35
 # logit(0.1): few cells are keypoints (the CenterNet initialisation).
@@ -32,11 +34,6 @@ class KeypointHeatmapHead(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.net(tokens)
-
-
-def valid_cells(mask: Tensor) -> tuple[Tensor, Tensor]:
-    """(B, h, w) padding mask -> per image the unpadded (width, height) in cells, (B,) each."""
-    return (~mask[:, 0, :]).sum(1).float(), (~mask[:, :, 0]).sum(1).float()
 
 
 def cell_centres(mask: Tensor) -> tuple[Tensor, Tensor]:

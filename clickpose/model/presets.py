@@ -87,8 +87,7 @@ PRESETS: dict[str, dict] = {
         "frozen_batch_norm": False, "hidden_dim": 256, "num_heads": 8, "ffn_dim": 2048,
         "enc_points": 4, "num_feature_levels": 4, "enc_layers": 6, "human_layers": 2,
         "keypoint_layers": 4, "num_queries": 900, "max_humans": 100, "keypoint_heatmap": True,
-        "image_size": 800,
-        "max_size": 1333,
+        "image_size": 800, "max_size": 1333,
     },
 }
 

@@ -35,9 +35,10 @@ def targets_to(targets: list[dict], device: torch.device) -> list[dict]:
 
 def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[dict],
                    schema: KeypointSchema, generator: torch.Generator,
-                   options: StepOptions, features=None) -> dict[str, torch.Tensor]:
+                   options: StepOptions, feature_cache: BackboneFeatureCache | None = None
+                   ) -> dict[str, torch.Tensor]:
     """The weighted losses of one batch: normal output, denoising queries, feedback rounds.
-    `features`: the batch's backbone output when known (BackboneFeatureCache)."""
+    `feature_cache`: where the batch's backbone features come from, when the backbone is frozen."""
     dn, dn_meta = (None, None)
     if options.dn_groups > 0:
         dn, dn_meta = build_dn_queries(targets, schema, generator, options.dn_groups,
@@ -45,6 +46,8 @@ def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[d
     device_type = images.device.type
     with torch.autocast(device_type, dtype=options.amp_dtype or torch.float32,
                         enabled=options.amp_dtype is not None):
+        features = None if feature_cache is None else \
+            feature_cache.features(model.backbone, images, mask, targets)
         state = model.encode(images, mask, features)
         humans = model.detect_humans(state)
         outputs = model.decode_keypoints(state, humans, dn=dn)
@@ -79,13 +82,8 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
             break
         images, mask = images.to(device, non_blocking=True), mask.to(device, non_blocking=True)
         targets = targets_to(targets, device)
-        features = None
-        if feature_cache is not None:
-            with torch.autocast(device.type, dtype=options.amp_dtype or torch.float32,
-                                enabled=options.amp_dtype is not None):
-                features = feature_cache.features(model.backbone, images, mask, targets)
         losses = compute_losses(model, criterion, images, mask, targets, schema, generator,
-                                options, features)
+                                options, feature_cache)
         loss = sum(losses.values())
         if not math.isfinite(loss.item()):
             # A diverged batch would poison the weights: skip it and say so in the log.

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from clickpose.model.backbone import downsample_mask
+from clickpose.model.encoder import valid_cells
 
 
 def backbone_is_frozen(model: nn.Module) -> bool:
@@ -61,7 +62,7 @@ class BackboneFeatureCache:
     def _own_extent(self, computed: list[tuple[Tensor, Tensor]], row: int, mask: Tensor
                     ) -> list[Tensor]:
         """One item's maps over the cells its unpadded image covers, in the cache's dtype."""
-        valid_h, valid_w = int((~mask[:, 0]).sum()), int((~mask[0, :]).sum())
+        valid_w, valid_h = (int(v) for v in valid_cells(mask[None]))
         maps = []
         for feature, _ in computed:
             fh, fw = feature.shape[-2:]
