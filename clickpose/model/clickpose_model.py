@@ -18,6 +18,7 @@ from clickpose.model.human_decoder import HumanDecoder, HumanState
 from clickpose.model.inference import EvalTransform, outputs_to_poses
 from clickpose.model.keypoint_decoder import KeypointDecoder, denoising_across_mask
 from clickpose.model.keypoint_heatmap import KeypointHeatmapHead, heatmap_start
+from clickpose.model.person_score import heatmap_support, person_scores
 from clickpose.model.position_encoding import PositionEmbeddingSine
 from clickpose.model.presets import ModelConfig
 from clickpose.poses import Poses
@@ -148,6 +149,7 @@ class ClickPose(nn.Module):
         normal = [{k: v[:, :num_humans] for k, v in out.items()} for out in layers]
         outputs = {**normal[-1], "aux_outputs": normal[:-1],
                    "human_aux_outputs": humans.layer_outputs}
+        outputs["pred_scores"] = self.rank_scores(state, normal[-1])
         if humans.enc_outputs is not None:
             outputs["enc_outputs"] = humans.enc_outputs
         if state.keypoint_heatmap is not None:
@@ -162,10 +164,21 @@ class ClickPose(nn.Module):
         state = self.encode(images, mask)
         return self.decode_keypoints(state, self.detect_humans(state), dn=dn)
 
+    @torch.no_grad()
+    def rank_scores(self, state: EncoderState, last: dict) -> Tensor:
+        """(B, N) scores that rank the persons of a decoder layer's output `last`: the
+        person probability weighed with the heatmaps' support (clickpose.model.person_score)."""
+        support = None
+        if state.keypoint_heatmap is not None:
+            support = heatmap_support(state.keypoint_heatmap, state.finest_mask,
+                                      last["pred_keypoints"])
+        return person_scores(last["pred_logits"], support)
+
     # ---- inference -----------------------------------------------------------------------
     def postprocess(self, outputs: dict, sizes) -> list[Poses]:
-        """Model outputs -> Poses per image in pixels of the original (h, w) `sizes`."""
-        return outputs_to_poses(outputs, sizes)
+        """Model outputs -> Poses per image in pixels of the original (h, w) `sizes`,
+        best first, duplicates (box IoU over config.duplicate_iou) dropped."""
+        return outputs_to_poses(outputs, sizes, self.config.duplicate_iou)
 
     @torch.no_grad()
     def predict(self, image) -> Poses:

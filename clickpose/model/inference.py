@@ -10,6 +10,7 @@ from PIL import Image
 from torch import Tensor
 
 from clickpose.model.box_ops import box_cxcywh_to_xyxy
+from clickpose.model.person_score import ranked_distinct
 from clickpose.model.presets import ModelConfig
 from clickpose.poses import Poses
 
@@ -66,16 +67,20 @@ def visibility_from_scores(keypoint_scores: np.ndarray) -> np.ndarray:
     return np.where(keypoint_scores >= VISIBLE_THRESHOLD, 2, 0).astype(np.int64)
 
 
-def outputs_to_poses(outputs: dict, sizes) -> list[Poses]:
-    """Per image: persons sorted by score, keypoints and boxes in original pixels."""
+def outputs_to_poses(outputs: dict, sizes, duplicate_iou: float | None = None) -> list[Poses]:
+    """Per image: persons best first (outputs["pred_scores"] when the model ranked them,
+    else the person probability), duplicates over `duplicate_iou` box IoU dropped;
+    keypoints and boxes in original pixels."""
     logits, boxes, keypoints, visibility = (
         outputs[k].detach().float().cpu()
         for k in ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility"))
+    all_scores = (outputs["pred_scores"].detach().float().cpu() if "pred_scores" in outputs
+                  else logits[..., 0].sigmoid())
     result = []
     for b, size in enumerate(sizes):
         h, w = (float(v) for v in size)
-        scores = logits[b, :, 0].sigmoid()
-        order = torch.argsort(scores, descending=True)
+        scores = all_scores[b]
+        order = ranked_distinct(boxes[b], scores, duplicate_iou)
         kp = keypoints[b, order] * torch.tensor([w, h])
         kp_scores = visibility[b, order].sigmoid()
         xyxy = box_cxcywh_to_xyxy(boxes[b, order]) * torch.tensor([w, h, w, h])

@@ -65,7 +65,10 @@ class InteractiveSession:
     def _detect(self, min_score: float, max_persons: int | None) -> tuple[list[_Person], Poses]:
         humans = self.model.detect_humans(self._state)
         outputs = self.model.decode_keypoints(self._state, humans)
-        scores = outputs["pred_logits"][0, :, 0].sigmoid()
+        # Every candidate stays (the NoC protocol matches among the top-k), best first;
+        # predictions drop duplicates (ClickPose.postprocess), and a session opened on them
+        # (initial_poses) has none.
+        scores = outputs["pred_scores"][0]
         order = torch.argsort(scores, descending=True)
         order = order[scores[order] >= min_score][:max_persons]
         persons = [_Person(content=humans.content[0, i], box=outputs["pred_boxes"][0, i],
@@ -231,7 +234,7 @@ class InteractiveSession:
         visibility = visibility_from_scores(keypoint_scores)
         scale = torch.tensor([w, h, w, h], device=self._scale.device)
         boxes = (box_cxcywh_to_xyxy(out["pred_boxes"][0]) * scale).double().cpu().numpy()
-        predicted = out["pred_logits"][0, :, 0].sigmoid().double().cpu().numpy()
+        predicted = out["pred_scores"][0].double().cpu().numpy()
         scores = np.empty(len(persons))
         for i, p in enumerate(persons):
             for k, (x, y, v) in p.clicks.items():

@@ -113,8 +113,8 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
 
 
 def _cpu_outputs(outputs: dict) -> dict:
-    keys = ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility")
-    return {k: outputs[k].detach().float().cpu() for k in keys}
+    keys = ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility", "pred_scores")
+    return {k: outputs[k].detach().float().cpu() for k in keys if k in outputs}
 
 
 @torch.no_grad()
