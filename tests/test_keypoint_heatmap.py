@@ -3,7 +3,7 @@ person's own box, and a loss that rewards the right map."""
 import torch
 
 from clickpose.model.heatmap_loss import heatmap_focal_loss, heatmap_targets
-from clickpose.model.keypoint_heatmap import cell_centres, heatmap_start
+from clickpose.model.keypoint_heatmap import cell_centres, heatmap_snap, heatmap_start
 
 SIGMAS = torch.tensor([0.05, 0.05])
 
@@ -99,6 +99,20 @@ def test_start_without_evidence_is_the_layout():
     layout = torch.tensor([[[[0.45, 0.5], [0.55, 0.52]]]])
     start = heatmap_start(logits, mask, boxes, layout)
     assert torch.allclose(start, layout, atol=0.02)
+
+
+def test_snap_moves_a_keypoint_to_the_evidence_next_to_it_but_not_far_or_pinned():
+    mask = torch.zeros(1, 8, 16, dtype=torch.bool)
+    # Keypoint 0's peak is one cell right of the prediction; keypoint 1's is across the image.
+    logits = _peak_logits([(0, (4, 6)), (1, (4, 14))])
+    xs, ys = cell_centres(mask)
+    boxes = torch.tensor([[[0.3, 0.5, 0.3, 1.0], [0.3, 0.5, 0.3, 1.0]]])
+    predicted = torch.tensor([[[[xs[0, 5], ys[0, 4]], [xs[0, 3], ys[0, 4]]]]]).expand(1, 2, 2, 2)
+    pinned = torch.tensor([[[False, False], [True, False]]])
+    snapped = heatmap_snap(logits, mask, boxes, predicted, pinned, prior_sigma=0.08)
+    assert torch.allclose(snapped[0, 0, 0], torch.stack([xs[0, 6], ys[0, 4]]), atol=1e-3)
+    assert torch.allclose(snapped[0, 0, 1], predicted[0, 0, 1], atol=0.01)  # too far: stays
+    assert torch.equal(snapped[0, 1, 0], predicted[0, 1, 0])                # pinned: exact
 
 
 def test_model_starts_persons_from_its_heatmaps_and_trains_them():

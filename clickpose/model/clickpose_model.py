@@ -17,7 +17,7 @@ from clickpose.model.encoder import Encoder, EncoderState, valid_ratios_of
 from clickpose.model.human_decoder import HumanDecoder, HumanState
 from clickpose.model.inference import EvalTransform, outputs_to_poses
 from clickpose.model.keypoint_decoder import KeypointDecoder, denoising_across_mask
-from clickpose.model.keypoint_heatmap import KeypointHeatmapHead, heatmap_start
+from clickpose.model.keypoint_heatmap import KeypointHeatmapHead, heatmap_snap, heatmap_start
 from clickpose.model.person_score import heatmap_support, person_scores
 from clickpose.model.position_encoding import PositionEmbeddingSine
 from clickpose.model.presets import ModelConfig
@@ -149,7 +149,11 @@ class ClickPose(nn.Module):
         normal = [{k: v[:, :num_humans] for k, v in out.items()} for out in layers]
         outputs = {**normal[-1], "aux_outputs": normal[:-1],
                    "human_aux_outputs": humans.layer_outputs}
-        outputs["pred_scores"] = self.rank_scores(state, normal[-1])
+        # Scores read the heatmaps at the decoder's own keypoints: once snapped onto the
+        # peaks, every pose would look supported.
+        outputs["pred_scores"] = self.rank_scores(state, outputs)
+        if not self.training:
+            outputs["pred_keypoints"] = self.snap_keypoints(state, outputs, pinned[:, :num_humans])
         if humans.enc_outputs is not None:
             outputs["enc_outputs"] = humans.enc_outputs
         if state.keypoint_heatmap is not None:
@@ -163,6 +167,15 @@ class ClickPose(nn.Module):
     def forward(self, images: Tensor, mask: Tensor, dn: dict | None = None) -> dict:
         state = self.encode(images, mask)
         return self.decode_keypoints(state, self.detect_humans(state), dn=dn)
+
+    def snap_keypoints(self, state: EncoderState, last: dict, pinned: Tensor) -> Tensor:
+        """The last layer's keypoints, drawn to the heatmap evidence close by (config
+        heatmap_snap); pinned keypoints and models without heatmaps keep them as they are."""
+        snap = self.config.heatmap_snap
+        if snap is None or state.keypoint_heatmap is None:
+            return last["pred_keypoints"]
+        return heatmap_snap(state.keypoint_heatmap, state.finest_mask, last["pred_boxes"],
+                            last["pred_keypoints"], pinned.to(torch.bool), snap)
 
     @torch.no_grad()
     def rank_scores(self, state: EncoderState, last: dict) -> Tensor:

@@ -7,7 +7,10 @@ focal loss on Gaussian targets) learns from every labelled keypoint of every ima
 once, so it localises keypoints after a few hundred steps. Each person's starting pose is
 then the soft-argmax of every type's heatmap under a Gaussian prior centred on that
 type's learned place in the person's box: the keypoint of this person, not of its
-neighbour. The keypoint decoder refines from there, as before.
+neighbour. The keypoint decoder refines from there, as before; at inference its last
+layer's keypoints are then drawn to the heatmap evidence close by (`heatmap_snap`: the
+same soft-argmax under a narrower prior centred on the decoder's keypoint), which the
+decoder's regression heads learn only late.
 """
 from __future__ import annotations
 
@@ -45,16 +48,17 @@ def cell_centres(mask: Tensor) -> tuple[Tensor, Tensor]:
     return xs, ys
 
 
-def heatmap_start(logits: Tensor, mask: Tensor, boxes: Tensor, layout_xy: Tensor) -> Tensor:
+def heatmap_start(logits: Tensor, mask: Tensor, boxes: Tensor, layout_xy: Tensor,
+                  prior_sigma: float = PRIOR_SIGMA) -> Tensor:
     """Starting keypoints of each person from the heatmaps.
 
     logits (B, K, h, w); mask (B, h, w) True on padding; boxes (B, N, 4) cxcywh and
     layout_xy (B, N, K, 2) each type's usual place in the box, both normalized.
     Returns (B, N, K, 2) normalized: the expected position under
-    softmax(heatmap logit + log Gaussian prior around layout_xy).
+    softmax(heatmap logit + log Gaussian prior around layout_xy, `prior_sigma` x the box).
     """
     xs, ys = cell_centres(mask)
-    sigma = (boxes[..., None, 2:] * PRIOR_SIGMA).clamp(min=1e-3)          # (B, N, 1, 2)
+    sigma = (boxes[..., None, 2:] * prior_sigma).clamp(min=1e-3)          # (B, N, 1, 2)
     prior_x = -0.5 * ((xs[:, None, None, :] - layout_xy[..., :1]) / sigma[..., :1]) ** 2
     prior_y = -0.5 * ((ys[:, None, None, :] - layout_xy[..., 1:]) / sigma[..., 1:]) ** 2
     scores = (logits.float()[:, None]                                      # (B, 1, K, h, w)
@@ -64,3 +68,11 @@ def heatmap_start(logits: Tensor, mask: Tensor, boxes: Tensor, layout_xy: Tensor
     x = (weights.sum(-2) * xs[:, None, None, :]).sum(-1)
     y = (weights.sum(-1) * ys[:, None, None, :]).sum(-1)
     return torch.stack([x, y], -1).clamp(0.0, 1.0)
+
+
+def heatmap_snap(logits: Tensor, mask: Tensor, boxes: Tensor, keypoints: Tensor,
+                 pinned: Tensor, prior_sigma: float) -> Tensor:
+    """Keypoints (B, N, K, 2) drawn to the heatmap evidence near them (a soft-argmax under
+    a Gaussian of `prior_sigma` x the box around each); pinned (B, N, K) ones stay exactly."""
+    snapped = heatmap_start(logits, mask, boxes, keypoints, prior_sigma)
+    return torch.where(pinned[..., None], keypoints, snapped)

@@ -46,6 +46,9 @@ class ModelConfig(BaseModel):
     # Start each person's keypoints from per-type heatmaps on the finest level
     # (clickpose.model.keypoint_heatmap) instead of one learned average pose.
     keypoint_heatmap: bool = False
+    # At inference, draw the decoder's keypoints to the heatmap evidence within this fraction
+    # of the box (clickpose.model.keypoint_heatmap.heatmap_snap; None: the decoder's as is).
+    heatmap_snap: float | None = Field(0.08, gt=0.0)
     # Predicted persons whose boxes overlap a better one's by more than this IoU are
     # duplicates, dropped from predictions and new sessions (None keeps them all).
     duplicate_iou: float | None = Field(0.5, gt=0.0, le=1.0)
