@@ -28,7 +28,8 @@ Strategies (selection scores and select_batch strategies):
   k_center            core-set on pooled encoder memory, labeled images as first centers
 The curves are AP against images labeled and against clicks spent (cost-aware selection is
 judged on the clicks axis). The target: the best strategy reaches random selection's final
-AP with <= 60 % of random's clicks (linear interpolation on the mean curves).
+AP with <= 60 % of random's clicks (linear interpolation on the mean curves), judged only
+when random's AP rose by at least MIN_AP_GAIN and by more than twice the seeds' spread.
 
 Training is budgeted in steps, the same for every strategy: a short probe measures the
 steps/s (and the scoring, annotation and evaluation costs) and fits the steps to what
