@@ -149,10 +149,10 @@ class ClickPose(nn.Module):
         normal = [{k: v[:, :num_humans] for k, v in out.items()} for out in layers]
         outputs = {**normal[-1], "aux_outputs": normal[:-1],
                    "human_aux_outputs": humans.layer_outputs}
-        # Scores read the heatmaps at the decoder's own keypoints: once snapped onto the
-        # peaks, every pose would look supported.
-        outputs["pred_scores"] = self.rank_scores(state, outputs)
-        if not self.training:
+        if not self.training:  # inference only: no loss reads them
+            # Scores read the heatmaps at the decoder's own keypoints: once snapped onto
+            # the peaks, every pose would look supported.
+            outputs["pred_scores"] = self.rank_scores(state, outputs)
             outputs["pred_keypoints"] = self.snap_keypoints(state, outputs, pinned[:, :num_humans])
         if humans.enc_outputs is not None:
             outputs["enc_outputs"] = humans.enc_outputs

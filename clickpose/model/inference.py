@@ -10,7 +10,7 @@ from PIL import Image
 from torch import Tensor
 
 from clickpose.model.box_ops import box_cxcywh_to_xyxy
-from clickpose.model.person_score import ranked_distinct
+from clickpose.model.person_score import person_scores, ranked_distinct
 from clickpose.model.presets import ModelConfig
 from clickpose.poses import Poses
 
@@ -75,7 +75,7 @@ def outputs_to_poses(outputs: dict, sizes, duplicate_iou: float | None = None) -
         outputs[k].detach().float().cpu()
         for k in ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility"))
     all_scores = (outputs["pred_scores"].detach().float().cpu() if "pred_scores" in outputs
-                  else logits[..., 0].sigmoid())
+                  else person_scores(logits, None))
     result = []
     for b, size in enumerate(sizes):
         h, w = (float(v) for v in size)

@@ -50,7 +50,8 @@ class ModelConfig(BaseModel):
     # of the box (clickpose.model.keypoint_heatmap.heatmap_snap; None: the decoder's as is).
     heatmap_snap: float | None = Field(0.08, gt=0.0)
     # Predicted persons whose boxes overlap a better one's by more than this IoU are
-    # duplicates, dropped from predictions and new sessions (None keeps them all).
+    # duplicates, dropped from predictions (None keeps them all). A session opened without
+    # poses keeps every candidate: the NoC protocol matches among them.
     duplicate_iou: float | None = Field(0.5, gt=0.0, le=1.0)
     # Eval transform: shorter side to image_size, longer side at most max_size.
     image_size: int = 256
