@@ -189,6 +189,39 @@ def test_hand_made_image_needs_three_rounds():
     assert run.n_matched == 1 and run.n_pred == 2
 
 
+class RoundEditor(ModelOnlyEditor):
+    """An editor that re-predicts: it takes a round's clicks at once (click_many)."""
+
+    def __init__(self, poses: Poses):
+        super().__init__(poses)
+        self.rounds: list[list[tuple[int, int]]] = []
+
+    def click_many(self, clicks):
+        self.rounds.append([(person, k) for person, k, *_ in clicks])
+        for click in clicks:
+            super().click(*click)
+        return self.poses
+
+
+def test_a_round_clicks_every_matched_person_at_once():
+    """Two persons: each round chooses both worst keypoints on the round's starting poses
+    and hands them to the editor in one click_many (one re-prediction per round)."""
+    poses, ann = _one_person_image({3: 150.0, 9: 250.0})
+    second = {**ann, "id": 2, "bbox": [ann["bbox"][0] - 200, *ann["bbox"][1:]],
+              "keypoints": (np.array(ann["keypoints"]).reshape(17, 3) - [200, 0, 0])
+              .reshape(-1).tolist()}
+    shifted = np.array(second["keypoints"], dtype=np.float64).reshape(17, 3)[:, :2]
+    shifted[12, 0] += 180.0
+    poses = Poses(keypoints=np.stack([poses.keypoints[0], shifted]),
+                  keypoint_scores=np.ones((2, 17)), visibility=np.full((2, 17), 2),
+                  boxes=np.array([[240.0, 170.0, 360.0, 310.0], [40.0, 170.0, 160.0, 310.0]]),
+                  scores=np.array([0.9, 0.8]))
+    editor = RoundEditor(poses)
+    run = _simulate(poses, [ann, second], editor, targets=(95,))
+    assert editor.rounds[:2] == [[(0, 9), (1, 12)], [(0, 3)]]
+    assert run.kpt_clicks[:3] == [0, 2, 3] and run.ap[2] == pytest.approx(1.0)
+
+
 def test_false_positive_above_a_perfect_person_needs_a_deletion():
     poses, ann = _one_person_image({})
     poses.scores[:] = [0.4, 0.8]  # the false positive now outranks the (perfect) person

@@ -71,6 +71,28 @@ def test_poses_depend_on_the_clicks_not_on_their_history(model):
     assert_same_poses(a, b)
 
 
+def test_click_many_is_one_decode_and_one_undo(model, count_calls):
+    session = model.session(structured_image(), max_persons=4)
+    opened = session.poses.copy()
+    decoder_calls = count_calls(model.keypoint_decoder)
+    clicks = [(0, 5, 60.0, 70.0, 2), (1, "right_shoulder", 170.0, 75.0, 1)]
+    together = session.click_many(clicks).copy()
+    assert decoder_calls[0] == 1
+    assert tuple(together.keypoints[1, 6]) == (170.0, 75.0) and together.visibility[1, 6] == 1
+    # The same clicks one by one end in the same poses (the clicks decide, not their history).
+    assert_same_poses(session.undo(), opened)
+    assert not session.can_undo
+    session.click(*clicks[0])
+    assert_same_poses(session.click(*clicks[1]), together)
+    # A bad click refuses the whole batch; no clicks is no action.
+    with pytest.raises(IndexError, match="person 9 does not exist"):
+        session.click_many([(2, 0, 5.0, 5.0, 2), (9, 0, 5.0, 5.0, 2)])
+    assert 0 not in session.clicks(2)
+    undo_depth = len(session._history)
+    assert_same_poses(session.click_many([]), together)
+    assert len(session._history) == undo_depth
+
+
 def test_undo_restores_the_previous_poses_exactly(model):
     session = model.session(structured_image(), max_persons=5)
     history = [session.poses.copy()]

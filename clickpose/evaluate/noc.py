@@ -3,7 +3,7 @@
 Official protocol (Click-Pose's NoC evaluation): match the top-20 predicted persons to the
 ground truth once; then, round after round until the image's AP reaches the target or 17
 rounds pass, click once per matched person on its worst keypoint (largest error over labelled
-keypoints), putting it at its ground-truth position, and let the editor re-predict. NoC is
+keypoints), putting it at its ground-truth position, and let the editor re-predict once. NoC is
 the number of rounds; the human cost is also counted in keypoint clicks.
 
 Annotator protocol: the same clicks, plus what the annotation tool lets a person do and the
@@ -131,21 +131,31 @@ def _drop_low_scores(editor: PoseEditor, min_score: float) -> None:
 
 def _click_worst(editor: PoseEditor, matched: dict[int, int], targets: TargetPersons,
                  settings: NocSettings) -> int:
-    """One click per matched person on its worst labelled keypoint; returns the clicks made."""
-    clicks = 0
+    """One click per matched person on its worst labelled keypoint, all chosen on the poses
+    the round starts from (as the official loop does); returns the clicks made. An editor
+    that re-predicts (`click_many`, the model's session) takes the round's clicks at once."""
+    poses = editor.poses
+    clicks = []
     for person, g in sorted(matched.items()):
-        errors = keypoint_errors(editor.poses.keypoints[person], targets.keypoints[g],
+        errors = keypoint_errors(poses.keypoints[person], targets.keypoints[g],
                                  targets.visibility[g], targets.width, targets.height,
                                  settings.error)
         k = int(np.argmax(errors))
         if errors[k] <= 0:  # nothing left to correct on this person
             continue
         x, y = targets.keypoints[g, k]
-        editor.click(person, k, float(x), float(y), visible=int(targets.visibility[g, k]))
-        clicks += 1
-        if settings.confirms and editor.poses.scores[person] < 1:
-            editor.confirm_person(person)
-    return clicks
+        clicks.append((person, k, float(x), float(y), int(targets.visibility[g, k])))
+    click_many = getattr(editor, "click_many", None)
+    if click_many is not None:
+        click_many(clicks)
+    else:
+        for click in clicks:
+            editor.click(*click)
+    if settings.confirms:
+        for person, *_ in clicks:
+            if editor.poses.scores[person] < 1:
+                editor.confirm_person(person)
+    return len(clicks)
 
 
 def _delete_outranking(editor: PoseEditor, matched: dict[int, int],

@@ -40,8 +40,9 @@ class _Person:
 
 
 class InteractiveSession:
-    """Poses of one image under correction: `poses`, `click`, `add_person`, `remove_person`,
-    `set_visibility`, `confirm_person`, `undo`. Every action returns the current Poses.
+    """Poses of one image under correction: `poses`, `click`, `click_many`, `add_person`,
+    `remove_person`, `set_visibility`, `confirm_person`, `undo`. Every action returns the
+    current Poses.
     `refine(poses)` asks the decoder to repair other poses without changing the session."""
 
     def __init__(self, model, image, initial_poses: Poses | None = None,
@@ -97,13 +98,25 @@ class InteractiveSession:
     def click(self, person: int, keypoint: int | str, x: float, y: float,
               visible: int = 2) -> Poses:
         """Put `keypoint` of `person` at pixel (x, y) (COCO v = visible) and refine everyone."""
-        p, k = self._person(person), self._keypoint(keypoint)
-        if visible not in (1, 2):
-            raise ValueError(f"click: visible={visible}; use 1 (occluded) or 2 (visible), or "
-                             "set_visibility(person, keypoint, 0) for a keypoint that is absent")
+        return self.click_many([(person, keypoint, x, y, visible)])
+
+    def click_many(self, clicks) -> Poses:
+        """Several clicks (person, keypoint, x, y, visible) at once, then one refinement:
+        one action for undo (a round of corrections, as the official NoC loop makes them)."""
+        checked = []
+        for person, keypoint, x, y, visible in clicks:
+            p, k = self._person(person), self._keypoint(keypoint)
+            if visible not in (1, 2):
+                raise ValueError(
+                    f"click: visible={visible}; use 1 (occluded) or 2 (visible), or "
+                    "set_visibility(person, keypoint, 0) for a keypoint that is absent")
+            checked.append((p, k, float(x), float(y), int(visible)))
+        if not checked:
+            return self.poses
         self._push()
-        p.clicks[k] = (float(x), float(y), int(visible))
-        p.visibility.pop(k, None)
+        for p, k, x, y, visible in checked:
+            p.clicks[k] = (x, y, visible)
+            p.visibility.pop(k, None)
         return self._decode()
 
     def add_person(self, box_xyxy) -> Poses:
