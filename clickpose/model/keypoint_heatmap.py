@@ -15,6 +15,7 @@ decoder's regression heads learn only late.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clickpose.model.encoder import valid_cells
@@ -26,17 +27,27 @@ HEATMAP_PRIOR_LOGIT = -2.19
 
 
 class KeypointHeatmapHead(nn.Module):
-    """(B, D, h, w) finest-level encoder tokens -> (B, K, h, w) keypoint logits."""
+    """(B, D, h, w) finest-level encoder tokens -> (B, K, h, w) keypoint logits.
 
-    def __init__(self, dim: int, num_keypoints: int):
+    With `fine_channels`, a finer backbone map (B, C, H, W) joins them, FPN-style: the
+    tokens' features are upsampled to it and added to its 1x1 projection, and the logits
+    come out at (H, W). The 3x3 convolution stays on the coarse grid, where it is cheap."""
+
+    def __init__(self, dim: int, num_keypoints: int, fine_channels: int | None = None):
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(dim, dim, 3, padding=1), nn.GroupNorm(32, dim), nn.ReLU(inplace=True),
             nn.Conv2d(dim, num_keypoints, 1))
         nn.init.constant_(self.net[-1].bias, HEATMAP_PRIOR_LOGIT)
+        self.lateral = None if fine_channels is None else nn.Sequential(
+            nn.Conv2d(fine_channels, dim, 1), nn.GroupNorm(32, dim))
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        return self.net(tokens)
+    def forward(self, tokens: Tensor, fine: Tensor | None = None) -> Tensor:
+        if self.lateral is None:
+            return self.net(tokens)
+        features = F.interpolate(self.net[:3](tokens), size=fine.shape[-2:], mode="bilinear",
+                                 align_corners=False)
+        return self.net[3](torch.relu(features + self.lateral(fine)))
 
 
 def cell_centres(mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -61,13 +72,25 @@ def heatmap_start(logits: Tensor, mask: Tensor, boxes: Tensor, layout_xy: Tensor
     sigma = (boxes[..., None, 2:] * prior_sigma).clamp(min=1e-3)          # (B, N, 1, 2)
     prior_x = -0.5 * ((xs[:, None, None, :] - layout_xy[..., :1]) / sigma[..., :1]) ** 2
     prior_y = -0.5 * ((ys[:, None, None, :] - layout_xy[..., 1:]) / sigma[..., 1:]) ** 2
-    scores = (logits.float()[:, None]                                      # (B, 1, K, h, w)
-              + prior_y[..., :, None] + prior_x[..., None, :])             # (B, N, K, h, w)
-    scores = scores.masked_fill(mask[:, None, None], torch.finfo(scores.dtype).min)
-    weights = scores.flatten(-2).softmax(-1).view_as(scores)
-    x = (weights.sum(-2) * xs[:, None, None, :]).sum(-1)
-    y = (weights.sum(-1) * ys[:, None, None, :]).sum(-1)
-    return torch.stack([x, y], -1).clamp(0.0, 1.0)
+    # The softmax factorises: exp(logit) is one (K, h, w) map per image and the prior an
+    # outer product of a row and a column, so every sum is a matrix product and no
+    # (B, N, K, h, w) tensor is made (it doubled a click's cost on large maps). Each factor
+    # is scaled by its own maximum, as a softmax subtracts the maximum.
+    logits = logits.float().masked_fill(mask[:, None], float("-inf"))
+    evidence = (logits - logits.flatten(2).amax(-1)[..., None, None]).exp()  # (B, K, h, w)
+    weight_x = (prior_x - prior_x.amax(-1, keepdim=True)).exp()           # (B, N, K, w)
+    weight_y = (prior_y - prior_y.amax(-1, keepdim=True)).exp()           # (B, N, K, h)
+    per_x = torch.einsum("bnky,bkyx->bnkx", weight_y, evidence) * weight_x
+    per_y = torch.einsum("bnkx,bkyx->bnky", weight_x, evidence) * weight_y
+    total = per_x.sum(-1)                                                 # (B, N, K)
+    x = (per_x * xs[:, None, None, :]).sum(-1)
+    y = (per_y * ys[:, None, None, :]).sum(-1)
+    # No evidence at all under the prior (every term underflowed): its centre.
+    found = total > torch.finfo(total.dtype).tiny
+    total = total.clamp(min=torch.finfo(total.dtype).tiny)
+    start = torch.stack([torch.where(found, x / total, layout_xy[..., 0]),
+                         torch.where(found, y / total, layout_xy[..., 1])], -1)
+    return start.clamp(0.0, 1.0)
 
 
 def heatmap_snap(logits: Tensor, mask: Tensor, boxes: Tensor, keypoints: Tensor,
