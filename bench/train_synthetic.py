@@ -3,7 +3,8 @@
     .venv/bin/python bench/train_synthetic.py [--minutes 30] [--train-images 2000]
         [--val-images 200] [--seed 1] [--size 256] [--cache work/bench_synth]
         [--out work/bench_runs/train_synthetic] [--threads N] [--workers 0] [--augment]
-        [--lr 8e-4] [--batch-size 8] [--dn-groups 1] [--epochs 6] [--noc-images 200] [--device cpu|cuda]
+        [--lr 8e-4] [--batch-size 8] [--dn-groups 1] [--epochs 6] [--noc-images 200]
+        [--heatmap-fine-level 1] [--score-target match|oks] [--device cpu|cuda]
 
 The synthetic `photo` images are generated once per (count, seed, size) and reused from
 --cache. Training runs through `clickpose.train.loop.train` (what `clickpose train` runs)
@@ -41,15 +42,15 @@ NOC_RATIO_TARGET = 0.6
 VAL_SEED_OFFSET = 1000
 
 
-def cached_dataset(cache: Path, images: int, seed: int, size: int) -> Path:
-    """The synthetic folder for (images, seed, size), generated the first time (the
+def cached_dataset(cache: Path, images: int, seed: int, size: int, style: str = STYLE) -> Path:
+    """The synthetic folder for (style, images, seed, size), generated the first time (the
     generator's version is in the name: a new version draws other scenes)."""
-    folder = cache / f"{STYLE}-v{GENERATOR_VERSION}-n{images}-s{seed}-{size}px"
+    folder = cache / f"{style}-v{GENERATOR_VERSION}-n{images}-s{seed}-{size}px"
     if (folder / "annotations.json").is_file():
         return folder
     if folder.exists():  # an interrupted generation: start again
         shutil.rmtree(folder)
-    return generate_dataset(folder, images, seed=seed, style=STYLE, size=size, progress=True)
+    return generate_dataset(folder, images, seed=seed, style=style, size=size, progress=True)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--dn-groups", type=int, default=1,
                         help="noised copies per pose (pose error modeling)")
+    parser.add_argument("--heatmap-fine-level", type=int, default=None,
+                        help="keypoint heatmaps at this finer backbone level (1: stride 4) "
+                             "instead of the finest encoder level (stride 8)")
+    parser.add_argument("--score-target", default="match", choices=("match", "oks"),
+                        help="what person scores learn: 1 for a matched person, or its OKS")
     parser.add_argument("--workers", type=int, default=0,
                         help="data workers (decoding a 256 px image is cheap next to a "
                              "step: on 2 cores, 2 torch threads beat 1 thread + 1 worker)")
@@ -98,7 +104,10 @@ def main(argv: list[str] | None = None) -> dict:
         run_training(TrainConfig(
             data=train_dir, out=args.out, preset="tiny", epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, workers=args.workers,
-            dn_groups=args.dn_groups, max_minutes=args.minutes, threads=threads,
+            dn_groups=args.dn_groups, score_target=args.score_target,
+            model_overrides={} if args.heatmap_fine_level is None
+            else {"heatmap_fine_level": args.heatmap_fine_level},
+            max_minutes=args.minutes, threads=threads,
             device=args.device, progress=False, cache_backbone_features=not args.augment))
 
     figures = evaluate_checkpoint(args.out / "last", val_dir, args.noc_images, args.device)

@@ -152,3 +152,40 @@ def test_crowd_regions_are_not_negatives():
     targets[1]["crowd_boxes"] = torch.tensor([[32.0, 24.0, 96.0, 72.0]])  # pixels, around (64, 48)
     ignored = crit(out, targets)["loss_ce"].item()
     assert penalised > 1.0 and ignored < 1e-6
+
+
+def test_varifocal_loss_is_lowest_where_the_score_equals_the_quality():
+    from clickpose.model.criterion import varifocal_loss
+
+    logits = torch.linspace(-6, 6, 241, requires_grad=True)
+    for q in (0.2, 0.5, 0.9):
+        loss = varifocal_loss(logits, torch.full_like(logits, q))
+        best = torch.sigmoid(logits[loss.argmin()]).item()
+        assert abs(best - q) < 0.02, q
+    # A negative costs little when unsure, much when confident.
+    negative = varifocal_loss(torch.tensor([-3.0, 0.0, 3.0]), torch.zeros(3))
+    assert negative[0] < negative[1] < negative[2]
+
+
+def test_oks_score_targets_follow_pose_quality():
+    """With score_target 'oks', the better of two matched poses is taught the higher score;
+    an unsure score on a perfect pose is pulled up, on a poor pose down."""
+    targets = _targets()
+    crit = SetCriterion(SCHEMA, score_target="oks")
+    out = _perfect_outputs(targets)
+    tn = normalize_targets(targets)
+    out["pred_keypoints"][0, 1] = tn[0]["keypoints"][1] + 0.04   # image 0, person 1: poor pose
+    out["pred_logits"] = torch.zeros_like(out["pred_logits"], requires_grad=True)
+    indices = crit.match(out, tn, normalized=True)
+    oks = crit.matched_oks(out, tn, indices)
+    by_query = dict(zip(indices[0][0].tolist(), oks[:len(indices[0][0])].tolist()))
+    assert by_query[0] > 0.99 and by_query[1] < 0.5
+    crit(out, targets)["loss_ce"].backward()
+    grad = out["pred_logits"].grad[0, :2, 0]
+    assert grad[0] < 0 < grad[1]   # descent raises the perfect pose's score, lowers the poor one's
+    try:
+        SetCriterion(SCHEMA, score_target="iou")
+    except ValueError as e:
+        assert "score_target 'iou' is unknown" in str(e)
+    else:
+        raise AssertionError("an unknown score_target was accepted")

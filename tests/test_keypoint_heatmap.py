@@ -1,5 +1,6 @@
 """Keypoint heatmaps: targets where the keypoints are, starts that follow the evidence of the
 person's own box, and a loss that rewards the right map."""
+import numpy as np
 import torch
 
 from clickpose.model.heatmap_loss import heatmap_focal_loss, heatmap_targets
@@ -149,3 +150,76 @@ def test_model_starts_persons_from_its_heatmaps_and_trains_them():
                "area": torch.tensor([3000.0]), "size": torch.tensor([128, 160])}]
     losses = SetCriterion(schema)(outputs, target)
     assert losses["loss_heatmap"] > 0
+
+
+def _dense_start(logits, mask, boxes, layout_xy, prior_sigma):
+    """The definition, materialised: softmax over every cell of (logit + log prior)."""
+    xs, ys = cell_centres(mask)
+    sigma = (boxes[..., None, 2:] * prior_sigma).clamp(min=1e-3)
+    prior_x = -0.5 * ((xs[:, None, None, :] - layout_xy[..., :1]) / sigma[..., :1]) ** 2
+    prior_y = -0.5 * ((ys[:, None, None, :] - layout_xy[..., 1:]) / sigma[..., 1:]) ** 2
+    scores = logits.double()[:, None] + prior_y.double()[..., :, None] + prior_x.double()[..., None, :]
+    scores = scores.masked_fill(mask[:, None, None], float("-inf"))
+    weights = scores.flatten(-2).softmax(-1).view_as(scores)
+    x = (weights.sum(-2) * xs.double()[:, None, None, :]).sum(-1)
+    y = (weights.sum(-1) * ys.double()[:, None, None, :]).sum(-1)
+    return torch.stack([x, y], -1).clamp(0.0, 1.0)
+
+
+def test_factorised_start_equals_the_softmax_over_every_cell():
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.zeros(2, 12, 20, dtype=torch.bool)
+    mask[1, :, 15:] = True          # the second image is padded on the right
+    mask[1, 10:] = True
+    logits = torch.randn(2, 5, 12, 20, generator=generator) * 4 - 3
+    boxes = torch.rand(2, 7, 4, generator=generator) * 0.5 + 0.1
+    layout = torch.rand(2, 7, 5, 2, generator=generator)
+    for sigma in (0.35, 0.08, 0.01):
+        got = heatmap_start(logits, mask, boxes, layout, sigma)
+        torch.testing.assert_close(got.double(), _dense_start(logits, mask, boxes, layout, sigma),
+                                   atol=2e-5, rtol=0)
+    # Gradients reach the heatmap logits (training starts persons from them).
+    logits.requires_grad_(True)
+    heatmap_start(logits, mask, boxes, layout).sum().backward()
+    assert logits.grad.abs().sum() > 0 and torch.isfinite(logits.grad).all()
+
+
+def test_heatmaps_on_a_finer_backbone_level():
+    """heatmap_fine_level: the heatmaps come out at stride 4 (twice the finest encoder
+    level), with their own mask, and a training loss and a prediction read them."""
+    from clickpose.keypoints import coco17
+    from clickpose.model import build_model, preset_config
+    from clickpose.model.criterion import SetCriterion
+
+    torch.manual_seed(0)
+    model = build_model(preset_config("tiny", heatmap_fine_level=1), coco17())
+    images = torch.randn(2, 3, 128, 160)
+    mask = torch.zeros(2, 128, 160, dtype=torch.bool)
+    mask[1, :, 96:] = True   # the second image is 96 pixels wide, padded
+    state = model.encode(images, mask)
+    h, w = state.level_shapes[0]
+    assert state.keypoint_heatmap.shape == (2, 17, 2 * h, 2 * w) == (2, 17, 32, 40)
+    assert state.heatmap_mask.shape == (2, 32, 40) and state.heatmap_mask[1, :, 24:].all()
+    assert not state.heatmap_mask[1, :, :24].any()
+    # The cached-features path gives the same heatmaps as the backbone run inside encode.
+    again = model.encode(images, mask, features=model.backbone(images, mask))
+    torch.testing.assert_close(again.keypoint_heatmap, state.keypoint_heatmap)
+    targets = [{"boxes": torch.tensor([[20.0, 10.0, 80.0, 120.0]]),
+                "keypoints": torch.cat([torch.rand(1, 17, 2) * torch.tensor([60.0, 110.0])
+                                        + torch.tensor([20.0, 10.0]),
+                                        torch.full((1, 17, 1), 2.0)], -1),
+                "size": torch.tensor([128, 160 - 64 * i]), "image_id": i} for i in range(2)]
+    outputs = model(images, mask)
+    losses = SetCriterion(model.schema)(outputs, targets)
+    sum(losses.values()).backward()
+    assert model.keypoint_heatmap.lateral[0].weight.grad.abs().sum() > 0
+    model.eval()
+    poses = model.predict(np.zeros((100, 120, 3), dtype=np.uint8))
+    assert poses.keypoints.shape[1:] == (17, 2)
+    # A model without heatmaps cannot take the finer level.
+    try:
+        preset_config("tiny", heatmap_fine_level=1, keypoint_heatmap=False)
+    except ValueError as e:
+        assert "heatmap_fine_level 1 needs keypoint_heatmap" in str(e)
+    else:
+        raise AssertionError("heatmap_fine_level without heatmaps was accepted")

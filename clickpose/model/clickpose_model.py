@@ -29,10 +29,15 @@ class ClickPose(nn.Module):
         super().__init__()
         self.config, self.schema = config, schema
         dim, levels = config.hidden_dim, config.num_feature_levels
-        self.backbone = Backbone(config.backbone, config.backbone_out_indices,
+        # A heatmap level, when there is one, comes first from the backbone; the encoder
+        # reads the others.
+        self.fine_levels = 0 if config.heatmap_fine_level is None else 1
+        out_indices = [config.heatmap_fine_level] * self.fine_levels + config.backbone_out_indices
+        self.backbone = Backbone(config.backbone, out_indices,
                                  config.backbone_weights, config.frozen_batch_norm,
                                  config.frozen_backbone_blocks)
-        self.input_proj = self._input_projections(self.backbone.channels, dim, levels)
+        channels = self.backbone.channels
+        self.input_proj = self._input_projections(channels[self.fine_levels:], dim, levels)
         self.level_embed = nn.Parameter(torch.empty(levels, dim).normal_())
         self.position_encoding = PositionEmbeddingSine(dim // 2)
         self.encoder = Encoder(config.enc_layers, dim, config.ffn_dim, levels, config.num_heads,
@@ -43,8 +48,10 @@ class ClickPose(nn.Module):
         self.keypoint_decoder = KeypointDecoder(
             config.keypoint_layers, schema.num_keypoints, dim, config.ffn_dim, levels,
             config.num_heads, config.dec_points, config.dropout)
-        self.keypoint_heatmap = (KeypointHeatmapHead(dim, schema.num_keypoints)
-                                 if config.keypoint_heatmap else None)
+        self.keypoint_heatmap = (
+            KeypointHeatmapHead(dim, schema.num_keypoints,
+                                channels[0] if self.fine_levels else None)
+            if config.keypoint_heatmap else None)
 
     @staticmethod
     def _input_projections(channels: list[int], dim: int, levels: int) -> nn.ModuleList:
@@ -67,6 +74,7 @@ class ClickPose(nn.Module):
         `features`: the backbone's output for them, when already known (a feature cache)."""
         if features is None:
             features = self.backbone(images, mask)
+        fine, features = features[:self.fine_levels], features[self.fine_levels:]
         maps, masks = [], []
         for proj, (feature, level_mask) in zip(self.input_proj, features):
             maps.append(proj(feature))
@@ -92,7 +100,11 @@ class ClickPose(nn.Module):
         if self.keypoint_heatmap is not None:
             h, w = level_shapes[0]
             finest = memory[:, :h * w].transpose(1, 2).reshape(len(memory), -1, h, w)
-            state.keypoint_heatmap = self.keypoint_heatmap(finest)
+            if fine:
+                state.keypoint_heatmap = self.keypoint_heatmap(finest, fine[0][0])
+                state.heatmap_padding = fine[0][1]
+            else:
+                state.keypoint_heatmap = self.keypoint_heatmap(finest)
         return state
 
     # ---- stage 2: humans -----------------------------------------------------------------
@@ -114,7 +126,7 @@ class ClickPose(nn.Module):
         layout = self.keypoint_decoder.default_keypoints(boxes)
         if state is None or state.keypoint_heatmap is None:
             return layout
-        return heatmap_start(state.keypoint_heatmap, state.finest_mask, boxes, layout)
+        return heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, layout)
 
     # ---- stage 3: keypoints --------------------------------------------------------------
     def decode_keypoints(self, state: EncoderState, humans: HumanState,
@@ -158,7 +170,7 @@ class ClickPose(nn.Module):
             outputs["enc_outputs"] = humans.enc_outputs
         if state.keypoint_heatmap is not None:
             outputs["keypoint_heatmap"] = state.keypoint_heatmap
-            outputs["heatmap_mask"] = state.finest_mask
+            outputs["heatmap_mask"] = state.heatmap_mask
         if dn is not None:
             noised = [{k: v[:, num_humans:] for k, v in out.items()} for out in layers]
             outputs["dn"] = {**noised[-1], "aux_outputs": noised[:-1]}
@@ -174,7 +186,7 @@ class ClickPose(nn.Module):
         snap = self.config.heatmap_snap
         if snap is None or state.keypoint_heatmap is None:
             return last["pred_keypoints"]
-        return heatmap_snap(state.keypoint_heatmap, state.finest_mask, last["pred_boxes"],
+        return heatmap_snap(state.keypoint_heatmap, state.heatmap_mask, last["pred_boxes"],
                             last["pred_keypoints"], pinned.to(torch.bool), snap)
 
     @torch.no_grad()
@@ -183,7 +195,7 @@ class ClickPose(nn.Module):
         person probability weighed with the heatmaps' support (clickpose.model.person_score)."""
         support = None
         if state.keypoint_heatmap is not None:
-            support = heatmap_support(state.keypoint_heatmap, state.finest_mask,
+            support = heatmap_support(state.keypoint_heatmap, state.heatmap_mask,
                                       last["pred_keypoints"])
         return person_scores(last["pred_logits"], support)
 

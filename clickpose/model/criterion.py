@@ -29,6 +29,9 @@ from clickpose.model.losses import (
 from clickpose.model.matcher import HungarianMatcher
 from clickpose.model.pose_errors import DnTargets
 
+SCORE_TARGETS = ("match", "oks")
+VARIFOCAL_ALPHA = 0.75   # VarifocalNet's weight of the negatives
+
 
 @dataclass
 class LossWeights:
@@ -45,6 +48,15 @@ class LossWeights:
 
     def of(self, name: str) -> float:
         return asdict(self)[name]
+
+
+def varifocal_loss(logits: Tensor, quality: Tensor, alpha: float = VARIFOCAL_ALPHA,
+                   gamma: float = 2.0) -> Tensor:
+    """VarifocalNet's loss, elementwise: positives (quality q > 0) learn q with a BCE
+    weighted by q; negatives are down-weighted by alpha * p^gamma as in the focal loss."""
+    p = logits.sigmoid().detach()
+    weight = torch.where(quality > 0, quality, alpha * p ** gamma)
+    return F.binary_cross_entropy_with_logits(logits, quality, reduction="none") * weight
 
 
 def normalize_targets(targets: list[dict]) -> list[dict]:
@@ -92,13 +104,22 @@ def _src_index(indices: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
 
 
 class SetCriterion(nn.Module):
+    """score_target: what a matched keypoint-decoder person's score learns: 'match' (1, DETR's
+    focal loss) or 'oks' (the OKS of its own pose, detached: a varifocal loss, so that the
+    score ranks persons by pose quality, which is what OKS AP rewards)."""
+
     def __init__(self, schema: KeypointSchema, matcher: HungarianMatcher | None = None,
-                 weights: LossWeights | None = None, focal_alpha: float = 0.25):
+                 weights: LossWeights | None = None, focal_alpha: float = 0.25,
+                 score_target: str = "match"):
         super().__init__()
+        if score_target not in SCORE_TARGETS:
+            raise ValueError(f"score_target '{score_target}' is unknown; use one of "
+                             f"{', '.join(SCORE_TARGETS)}")
         self.schema = schema
         self.matcher = matcher or HungarianMatcher(schema.sigmas, focal_alpha=focal_alpha)
         self.weights = weights or LossWeights()
         self.focal_alpha = focal_alpha
+        self.score_target = score_target
         self.register_buffer("sigmas", torch.tensor(schema.sigmas, dtype=torch.float32),
                              persistent=False)
 
@@ -107,16 +128,32 @@ class SetCriterion(nn.Module):
         logits = out["pred_logits"].float()  # (B, Q, 1)
         target = torch.zeros_like(logits)
         batch, src = _src_index(indices)
-        target[batch, src] = 1.0
-        focal = sigmoid_focal_loss(logits, target, self.focal_alpha, 2.0, "none")
+        if self.score_target == "oks" and "pred_keypoints" in out:
+            target[batch, src] = self.matched_oks(out, tn, indices)[:, None]
+            score = varifocal_loss(logits, target)
+        else:
+            target[batch, src] = 1.0
+            score = sigmoid_focal_loss(logits, target, self.focal_alpha, 2.0, "none")
         ignore = self.crowd_ignore(out["pred_boxes"], tn) & (target[..., 0] == 0)
-        losses = {"ce": focal.masked_fill(ignore[..., None], 0.0).sum() / num_persons}
+        losses = {"ce": score.masked_fill(ignore[..., None], 0.0).sum() / num_persons}
         boxes = out["pred_boxes"][batch, src].float()
         gt = _gather_targets(tn, indices, "boxes")
         losses["bbox"] = F.l1_loss(boxes, gt, reduction="sum") / num_persons
         giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(gt)))
         losses["giou"] = (1 - giou).sum() / num_persons
         return losses
+
+    @torch.no_grad()
+    def matched_oks(self, out: dict, tn: list[dict], indices) -> Tensor:
+        """(M,) OKS of each matched person's pose with its ground truth, at least 0.01 (a
+        matched person stays a positive); persons without labelled keypoints count 1."""
+        batch, src = _src_index(indices)
+        weights = _gather_targets(tn, indices, "keypoint_weights")
+        oks = oks_similarity(out["pred_keypoints"][batch, src].float(),
+                             _gather_targets(tn, indices, "keypoints"), weights,
+                             _gather_targets(tn, indices, "area"), self.sigmas.to(weights.device),
+                             _scales(tn, indices))
+        return torch.where(weights.sum(-1) > 0, oks, torch.ones_like(oks)).clamp(min=0.01)
 
     @staticmethod
     def crowd_ignore(pred_boxes: Tensor, tn: list[dict]) -> Tensor:

@@ -22,8 +22,14 @@ class EncoderState:
     # Per keypoint-decoder layer, its projected memory (MSDeformAttn.project_values); set by
     # the interactive session so that a click skips the projection. None: computed per call.
     keypoint_values: list[list[Tensor]] | None = None
-    # (B, K, h, w) keypoint heatmap logits on the finest level (None: the model has none).
+    # (B, K, h, w) keypoint heatmap logits (None: the model has none) and their (B, h, w)
+    # padding mask: the finest level's, or the finer backbone level's (heatmap_fine_level).
     keypoint_heatmap: Tensor | None = None
+    heatmap_padding: Tensor | None = None
+
+    @property
+    def heatmap_mask(self) -> Tensor:
+        return self.finest_mask if self.heatmap_padding is None else self.heatmap_padding
 
     @property
     def finest_mask(self) -> Tensor:

@@ -46,6 +46,9 @@ class ModelConfig(BaseModel):
     # Start each person's keypoints from per-type heatmaps on the finest level
     # (clickpose.model.keypoint_heatmap) instead of one learned average pose.
     keypoint_heatmap: bool = False
+    # A finer backbone level (a timm out index, e.g. stride 4) added to the heatmaps: they are
+    # drawn at its resolution instead of the finest encoder level's (None: that level's).
+    heatmap_fine_level: int | None = None
     # At inference, draw the decoder's keypoints to the heatmap evidence within this fraction
     # of the box (clickpose.model.keypoint_heatmap.heatmap_snap; None: the decoder's as is).
     heatmap_snap: float | None = Field(0.08, gt=0.0)
@@ -67,6 +70,12 @@ class ModelConfig(BaseModel):
         if self.hidden_dim % self.num_heads or self.hidden_dim % 32:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be a multiple of num_heads "
                              f"({self.num_heads}) and of 32 (GroupNorm groups)")
+        if self.heatmap_fine_level is not None and (
+                not self.keypoint_heatmap
+                or self.heatmap_fine_level >= min(self.backbone_out_indices)):
+            raise ValueError(f"heatmap_fine_level {self.heatmap_fine_level} needs "
+                             "keypoint_heatmap and a backbone level finer than "
+                             f"backbone_out_indices {self.backbone_out_indices}")
         if self.max_humans > self.num_queries:
             raise ValueError(f"max_humans {self.max_humans} exceeds num_queries {self.num_queries}")
         return self

@@ -12,6 +12,7 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -64,6 +65,7 @@ class TrainConfig(BaseModel):
     max_size: int | None = None
     model_overrides: dict = {}         # other ModelConfig fields, e.g. {'num_queries': 50}
     dn_groups: int = 2
+    score_target: Literal["match", "oks"] = "match"  # oks: scores learn pose quality
     feedback: bool = True
     feedback_max_rounds: int | None = None
     backbone_weights: str | None = None  # 'none' | 'lite0' | 'timm'; default: the preset's
@@ -232,7 +234,7 @@ def _train(cfg: TrainConfig, log) -> dict:
         val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
         collate_fn=collate_batch)
 
-    criterion = SetCriterion(schema).to(device)
+    criterion = SetCriterion(schema, score_target=cfg.score_target).to(device)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_mult)
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else \
         min(len(train_loader), cfg.max_steps_per_epoch)
