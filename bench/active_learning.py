@@ -65,6 +65,7 @@ from clickpose.campaign import labels as label_sets
 from clickpose.campaign.config import CPU_MODEL, TrainSettings
 from clickpose.campaign.retrain import fine_tune
 from clickpose.campaign.simulate import simulate_annotation
+from clickpose.data.synthetic import GENERATOR_VERSION
 from clickpose.io import atomic_write_json
 from selection import ImageScore, score_pool, select_batch
 from selection.ids import stable_hash
@@ -93,6 +94,9 @@ CONSISTENCY_TRIALS = 3
 ANNOTATION_TARGET = 95       # the simulated annotator clicks until OKS AP 95 (or 17 rounds)
 MIN_STEPS = 10               # fewer training steps than this per round teach nothing
 CAP_FACTOR = 2.0             # a training run stops at 2x its planned time (+ 30 s)
+SOURCE_STYLE = "photo"       # the look the start model is pretrained on (--pretrain-minutes)
+SOURCE_SEED_OFFSET = 2000    # its images are other scenes than the pool's and the val's
+SOURCE_LR = 8e-4
 
 
 def emit(record: dict) -> None:
@@ -297,8 +301,8 @@ def _reuse(path: Path, config: dict) -> dict | None:
 
 
 def run_start(plan: dict, seed: int) -> dict:
-    """Round 0 of a seed: the start labels and the model trained on them (shared by every
-    strategy of the seed)."""
+    """Round 0 of a seed: the start labels and the model trained on them (from the plan's
+    init checkpoint when there is one), shared by every strategy of the seed."""
     torch.set_num_threads(1)
     folder = Path(plan["out"]) / f"seed-{seed}" / "round-000"
     config = {k: plan[k] for k in plan["fingerprint"]} | {"seed": seed}
@@ -309,8 +313,9 @@ def run_start(plan: dict, seed: int) -> dict:
         shutil.rmtree(folder)
     keys = start_keys(plan, seed)
     labels = label_sets.subset(ground_truth(plan), keys, label_sets.POOL)
+    init = Path(plan["init"]) if plan["init"] else None
     checkpoint, metrics, seconds = train_and_evaluate(plan, labels, folder,
-                                                      plan["initial_steps"], seed, None)
+                                                      plan["initial_steps"], seed, init)
     result = {"config": config, "seed": seed, "checkpoint": str(checkpoint), "labeled": keys,
               "round": {"round": 0, "images_labeled": len(keys), "clicks": 0,
                         "ap": metrics["ap"], "ap50": metrics["ap50"],
@@ -485,7 +490,8 @@ def plot(curves: dict, target: dict, path: Path) -> None:
 # ---- the plan: probe the costs, fit the training to the budget --------------------------------
 def probe(plan: dict, out: Path) -> dict:
     """Seconds per scored image (per kind of model output), per annotated image, per val
-    image, and training steps/s, measured with a briefly trained model on this machine."""
+    image, and training steps/s, measured on this machine with a model briefly trained (from
+    the plan's init, when there is one: its predictions decide the annotation's cost)."""
     torch.set_num_threads(1)
     folder = out / "probe"
     if folder.exists():
@@ -495,8 +501,9 @@ def probe(plan: dict, out: Path) -> dict:
     data = labels_folder(labels, Path(plan["pool"]), folder / "labels")
     probe_plan = {**plan, "steps_per_s": 1.0}
     started = time.perf_counter()
-    settings = train_settings(probe_plan, plan["probe_steps"], len(keys), 0, fresh=True)
-    checkpoint = fine_tune(data, folder / "train", settings, log=lambda _line: None)
+    init = Path(plan["init"]) if plan["init"] else None
+    settings = train_settings(probe_plan, plan["probe_steps"], len(keys), 0, fresh=init is None)
+    checkpoint = fine_tune(data, folder / "train", settings, init=init, log=lambda _line: None)
     train_wall = time.perf_counter() - started
     history = [json.loads(line) for line in (folder / "train" / "metrics.jsonl").read_text()
                .splitlines()]
@@ -561,6 +568,43 @@ def fit_steps(plan: dict, costs: dict, budget_s: float) -> tuple[int, int]:
     return max(MIN_STEPS, steps), max(MIN_STEPS, initial)
 
 
+def source_model(args: argparse.Namespace, val: Path) -> tuple[Path, dict]:
+    """The start model of a domain-shift campaign: `tiny` (the bench's CPU settings and input
+    size) trained on `photo` people (scenes of their own) for --pretrain-minutes on every
+    core. Trained once and kept in --cache, like the pretrained model a team starts from;
+    its time is not the campaign's. Returns (checkpoint, its 'pretrain' JSON line)."""
+    data = cached_dataset(args.cache, args.pretrain_images, args.data_seed + SOURCE_SEED_OFFSET,
+                          args.size, style=SOURCE_STYLE)
+    limit = (f"{args.pretrain_steps}steps" if args.pretrain_steps
+             else f"{args.pretrain_minutes:g}min")
+    folder = args.cache / (f"source-tiny-v{GENERATOR_VERSION}-{SOURCE_STYLE}-"
+                           f"n{args.pretrain_images}-{args.size}px-in{args.image_size}-{limit}")
+    threads = os.cpu_count() or 1
+    started = time.perf_counter()
+    per_epoch = math.ceil(args.pretrain_images / args.batch_size)
+    settings = TrainSettings(
+        preset="tiny", epochs=1 if args.pretrain_steps else 40,
+        max_minutes=None if args.pretrain_steps else args.pretrain_minutes,
+        batch_size=args.batch_size, lr=SOURCE_LR, image_size=args.image_size,
+        max_size=args.image_size, model_overrides=dict(CPU_MODEL), dn_groups=1,
+        feedback_max_rounds=1, workers=0, threads=threads, seed=0,
+        max_steps_per_epoch=min(args.pretrain_steps, per_epoch) if args.pretrain_steps else None,
+        cache_backbone_features=True)
+    checkpoint = fine_tune(data, folder, settings, log=lambda _line: None)
+    torch.set_num_threads(1)   # the campaign's processes run one thread each
+    history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    record = {"kind": "pretrain", "style": SOURCE_STYLE, "data": str(data),
+              "images": args.pretrain_images,
+              "minutes": None if args.pretrain_steps else args.pretrain_minutes,
+              "train_steps": sum(h["train"]["steps"] for h in history),
+              "train_seconds": round(sum(h["train"]["seconds"] for h in history), 1),
+              "checkpoint": str(checkpoint), "threads": threads,
+              "seconds_this_run": round(time.perf_counter() - started, 1),
+              # The domain gap: the source model on the campaign's val set, before any label.
+              "val_style": args.style, **{f"val_{k}": v for k, v in val_ap(checkpoint, val).items()}}
+    return checkpoint, record
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan-only", action="store_true",
@@ -588,6 +632,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="the simulated annotator's correction rounds per image at most")
     parser.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES),
                         help=f"comma-separated, of {', '.join(ALL_STRATEGIES)}")
+    parser.add_argument("--style", default="art", choices=("photo", "art"),
+                        help="the look of the pool and val images (art: the start model, "
+                             "pretrained on photo, meets a new domain)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start round 0 from this checkpoint instead of pretraining one")
+    parser.add_argument("--pretrain-minutes", type=float, default=15.0,
+                        help="train the start model on photo people first, on every core "
+                             "(cached in --cache, not counted in --budget-minutes; 0: round 0 "
+                             "starts from a fresh model)")
+    parser.add_argument("--pretrain-steps", type=int, default=None,
+                        help="pretrain for this many steps instead of --pretrain-minutes")
+    parser.add_argument("--pretrain-images", type=int, default=2000)
     parser.add_argument("--size", type=int, default=128, help="synthetic image size")
     parser.add_argument("--image-size", type=int, default=96, help="model input size")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -604,6 +660,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.batch, args.candidates, args.seeds, args.size, args.image_size = 4, 0, 2, 64, 64
         args.batch_size = 4
         args.train_steps = args.train_steps or 2
+        args.pretrain_images, args.pretrain_steps = 8, args.pretrain_steps or 2
         if args.strategies == ",".join(DEFAULT_STRATEGIES):
             args.strategies = ",".join(QUICK_STRATEGIES)
         args.jobs = args.jobs or 1
@@ -621,13 +678,20 @@ def main(argv: list[str] | None = None) -> dict:
     emit({**machine("cpu"), "jobs": jobs, "torch_threads_per_job": 1})
     started = time.perf_counter()
 
-    pool = cached_dataset(args.cache, args.unlabeled + args.start, args.data_seed, args.size)
-    val = cached_dataset(args.cache, args.val_images, args.data_seed + VAL_SEED_OFFSET, args.size)
+    pool = cached_dataset(args.cache, args.unlabeled + args.start, args.data_seed, args.size,
+                          style=args.style)
+    val = cached_dataset(args.cache, args.val_images, args.data_seed + VAL_SEED_OFFSET, args.size,
+                         style=args.style)
     keys = sorted(label_sets.folder_keys(pool, label_sets.POOL))
-    emit({"kind": "data", "style": "photo", "pool": str(pool), "val": str(val),
+    emit({"kind": "data", "style": args.style, "pool": str(pool), "val": str(val),
           "pool_images": len(keys), "unlabeled_after_start": len(keys) - args.start,
           "val_images": args.val_images, "size": args.size,
           "seconds": round(time.perf_counter() - started, 1)})
+    init = args.init
+    if init is None and (args.pretrain_minutes > 0 or args.pretrain_steps):
+        init, record = source_model(args, val)
+        emit(record)
+        started = time.perf_counter()   # the campaign's budget starts after the pretraining
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -639,6 +703,7 @@ def main(argv: list[str] | None = None) -> dict:
             "batch_size": args.batch_size, "lr": args.lr, "image_size": args.image_size,
             "seeds": args.seeds, "jobs": jobs, "strategies": strategies,
             "initial_share": args.initial_share, "steps_per_s": None,
+            "init": str(init) if init else None,
             "annotate_max_rounds": args.annotate_max_rounds,
             "probe_steps": 2 if args.quick else 12, "probe_images": 1 if args.quick else 6}
     costs = probe(plan, out)
@@ -652,8 +717,9 @@ def main(argv: list[str] | None = None) -> dict:
         steps, initial = fit_steps(plan, costs, args.budget_minutes * 60
                                    - (time.perf_counter() - started))
     plan["steps"], plan["initial_steps"] = steps, initial
-    plan["fingerprint"] = ["pool", "val", "start", "rounds", "batch", "candidates", "batch_size",
-                           "lr", "image_size", "steps", "initial_steps", "annotate_max_rounds"]
+    plan["fingerprint"] = ["pool", "val", "init", "start", "rounds", "batch", "candidates",
+                           "batch_size", "lr", "image_size", "steps", "initial_steps",
+                           "annotate_max_rounds"]
     planned = estimate(plan, costs, steps, initial)
     emit({"kind": "plan", "strategies": strategies, "seeds": args.seeds, "rounds": args.rounds,
           "batch": args.batch, "start": args.start, "candidates_per_round": candidates,

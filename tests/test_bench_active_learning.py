@@ -34,10 +34,16 @@ def test_quick_campaign_writes_curves_plot_and_target(bench, tmp_path, capsys):
                           "--out", str(tmp_path / "run")])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     kinds = [line["kind"] for line in lines]
-    assert kinds[:3] == ["machine", "data", "plan"] and kinds[-2:] == ["target", "summary"]
+    assert kinds[:4] == ["machine", "data", "pretrain", "plan"]
+    assert kinds[-2:] == ["target", "summary"]
     assert lines[0]["cores"] >= 1 and lines[0]["cpu"] and lines[0]["torch"]
-    data, plan = lines[1], lines[2]
+    data, pretrain, plan = lines[1], lines[2], lines[3]
     assert data["pool_images"] == 24 and data["unlabeled_after_start"] == 16
+    # The start model is pretrained on photo people and meets the art pool.
+    assert data["style"] == "art" and "/art-" in data["pool"]
+    assert pretrain["style"] == "photo" and pretrain["train_steps"] == 2
+    assert 0.0 <= pretrain["val_ap"] <= 1.0 and pretrain["val_style"] == "art"
+    assert results["plan"]["init"] == pretrain["checkpoint"]
     assert plan["estimated_minutes"] > 0 and plan["train_steps_per_round"] == 2
     assert plan["strategies"] == ["random", "error_consistency"] and plan["seeds"] == 2
 
