@@ -4,11 +4,16 @@
         [--unlabeled 2000] [--start 100] [--val-images 200] [--rounds 4] [--batch 100]
         [--seeds 2] [--strategies random,least_confidence,...] [--candidates 300] [--jobs 2]
         [--train-minutes M | --train-steps N] [--out work/bench_runs/active_learning]
+        [--style art|photo] [--pretrain-minutes 15 | --pretrain-steps N | --init CKPT]
     .venv/bin/python bench/active_learning.py --quick     (a small pool, 2 rounds: a minute)
     .venv/bin/python bench/active_learning.py --plan-only (data, cost probe, estimate; stop)
 
-Per seed, `--start` images drawn from the synthetic `photo` pool are the labeled start and
-train the round-0 model (the `tiny` preset, small CPU settings). Then, for each strategy,
+The campaign starts from a model trained beforehand, as a team's would: `tiny` (small CPU
+settings) trained on synthetic `photo` people for --pretrain-minutes on every core (once,
+cached in --cache; its time is not the campaign's), or the --init checkpoint; the pool and
+the val set are in --style (default `art`: a domain the start model has not seen).
+Per seed, `--start` images drawn from the pool are the labeled start and fine-tune the start
+model into the round-0 model (--pretrain-minutes 0: a fresh model). Then, for each strategy,
 `--rounds` rounds: score `--candidates` unlabeled images (the first unlabeled ones of a
 seeded permutation of the pool, the same for every strategy; 0 = the whole pool) with the
 current model, choose `--batch` of them (selection.select_batch), let the simulated
