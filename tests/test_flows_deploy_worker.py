@@ -234,9 +234,14 @@ def _run_logs(server: Server, run_id: str, wanted: str, timeout: float = 30) -> 
 
 
 def _create_run(server: Server, deployment: dict, parameters: dict) -> str:
-    """What `prefect deployment run` does, through the REST API."""
-    created = httpx.post(f"{server.api}/deployments/{deployment['id']}/create_flow_run",
-                         json={"parameters": parameters}, timeout=30)
+    """What `prefect deployment run` does, through the REST API. A busy SQLite server
+    answers 503 for a moment; Prefect's own client retries those, and so does this."""
+    for attempt in range(5):
+        created = httpx.post(f"{server.api}/deployments/{deployment['id']}/create_flow_run",
+                             json={"parameters": parameters}, timeout=30)
+        if created.status_code not in (429, 503):
+            break
+        time.sleep(2 * (attempt + 1))
     created.raise_for_status()
     return created.json()["id"]
 
