@@ -261,6 +261,18 @@ def labels_folder(labels: dict, pool: Path, out: Path) -> Path:
     return label_sets.write_folder(labels, {label_sets.POOL: pool}, out)
 
 
+def train_totals(run_folder: Path) -> dict:
+    """Training steps and seconds over every epoch a run's metrics.jsonl records."""
+    history = [json.loads(line) for line in (run_folder / "metrics.jsonl").read_text().splitlines()]
+    return {"steps": sum(h["train"]["steps"] for h in history),
+            "seconds": sum(h["train"]["seconds"] for h in history)}
+
+
+def plan_init(plan: dict) -> Path | None:
+    """The checkpoint the campaign's models start from, if the plan names one."""
+    return Path(plan["init"]) if plan["init"] else None
+
+
 def train_and_evaluate(plan: dict, labels: dict, folder: Path, steps: int, seed: int,
                        init: Path | None) -> tuple[Path, dict, dict]:
     """Train on `labels` into folder/train, evaluate on val: (checkpoint, metrics, seconds)."""
@@ -270,9 +282,7 @@ def train_and_evaluate(plan: dict, labels: dict, folder: Path, steps: int, seed:
     checkpoint = fine_tune(data, folder / "train", settings, init=init, log=lambda _line: None)
     trained = time.perf_counter()
     metrics = val_ap(checkpoint, Path(plan["val"]))
-    history = [json.loads(line) for line in
-               (folder / "train" / "metrics.jsonl").read_text().splitlines()]
-    metrics["train_steps"] = sum(h["train"]["steps"] for h in history)
+    metrics["train_steps"] = train_totals(folder / "train")["steps"]
     return checkpoint, metrics, {"train_s": trained - started,
                                  "eval_s": time.perf_counter() - trained}
 
@@ -318,9 +328,8 @@ def run_start(plan: dict, seed: int) -> dict:
         shutil.rmtree(folder)
     keys = start_keys(plan, seed)
     labels = label_sets.subset(ground_truth(plan), keys, label_sets.POOL)
-    init = Path(plan["init"]) if plan["init"] else None
     checkpoint, metrics, seconds = train_and_evaluate(plan, labels, folder,
-                                                      plan["initial_steps"], seed, init)
+                                                      plan["initial_steps"], seed, plan_init(plan))
     result = {"config": config, "seed": seed, "checkpoint": str(checkpoint), "labeled": keys,
               "round": {"round": 0, "images_labeled": len(keys), "clicks": 0,
                         "ap": metrics["ap"], "ap50": metrics["ap50"],
@@ -506,14 +515,12 @@ def probe(plan: dict, out: Path) -> dict:
     data = labels_folder(labels, Path(plan["pool"]), folder / "labels")
     probe_plan = {**plan, "steps_per_s": 1.0}
     started = time.perf_counter()
-    init = Path(plan["init"]) if plan["init"] else None
+    init = plan_init(plan)
     settings = train_settings(probe_plan, plan["probe_steps"], len(keys), 0, fresh=init is None)
     checkpoint = fine_tune(data, folder / "train", settings, init=init, log=lambda _line: None)
     train_wall = time.perf_counter() - started
-    history = [json.loads(line) for line in (folder / "train" / "metrics.jsonl").read_text()
-               .splitlines()]
-    steps = sum(h["train"]["steps"] for h in history)
-    steps_s = sum(h["train"]["seconds"] for h in history)
+    totals = train_totals(folder / "train")
+    steps, steps_s = totals["steps"], totals["seconds"]
     from clickpose.model.checkpoint import load_model
 
     images = {k: Path(plan["pool"]) / "images" / k.split("/", 1)[1] for k in keys}
@@ -597,12 +604,11 @@ def source_model(args: argparse.Namespace, val: Path) -> tuple[Path, dict]:
         cache_backbone_features=True)
     checkpoint = fine_tune(data, folder, settings, log=lambda _line: None)
     torch.set_num_threads(1)   # the campaign's processes run one thread each
-    history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    totals = train_totals(folder)
     record = {"kind": "pretrain", "style": SOURCE_STYLE, "data": str(data),
               "images": args.pretrain_images,
               "minutes": None if args.pretrain_steps else args.pretrain_minutes,
-              "train_steps": sum(h["train"]["steps"] for h in history),
-              "train_seconds": round(sum(h["train"]["seconds"] for h in history), 1),
+              "train_steps": totals["steps"], "train_seconds": round(totals["seconds"], 1),
               "checkpoint": str(checkpoint), "threads": threads,
               "seconds_this_run": round(time.perf_counter() - started, 1),
               # The domain gap: the source model on the campaign's val set, before any label.

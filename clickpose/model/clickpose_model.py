@@ -100,11 +100,8 @@ class ClickPose(nn.Module):
         if self.keypoint_heatmap is not None:
             h, w = level_shapes[0]
             finest = memory[:, :h * w].transpose(1, 2).reshape(len(memory), -1, h, w)
-            if fine:
-                state.keypoint_heatmap = self.keypoint_heatmap(finest, fine[0][0])
-                state.heatmap_padding = fine[0][1]
-            else:
-                state.keypoint_heatmap = self.keypoint_heatmap(finest)
+            state.keypoint_heatmap = self.keypoint_heatmap(finest, fine[0][0] if fine else None)
+            state.heatmap_padding = fine[0][1] if fine else None
         return state
 
     # ---- stage 2: humans -----------------------------------------------------------------

@@ -124,12 +124,15 @@ class SetCriterion(nn.Module):
                              persistent=False)
 
     # ---- single terms (unweighted) ------------------------------------------------
-    def person_losses(self, out: dict, tn: list[dict], indices, num_persons: float) -> dict:
+    def person_losses(self, out: dict, tn: list[dict], indices, num_persons: float,
+                      pose_oks: Tensor | None = None) -> dict:
+        """pose_oks (M,): the matched persons' OKS (keypoint_losses), the score target when
+        score_target is 'oks' (at least 0.01: a matched person stays a positive)."""
         logits = out["pred_logits"].float()  # (B, Q, 1)
         target = torch.zeros_like(logits)
         batch, src = _src_index(indices)
-        if self.score_target == "oks" and "pred_keypoints" in out:
-            target[batch, src] = self.matched_oks(out, tn, indices)[:, None]
+        if self.score_target == "oks" and pose_oks is not None:
+            target[batch, src] = pose_oks.detach().float().clamp(min=0.01)[:, None]
             score = varifocal_loss(logits, target)
         else:
             target[batch, src] = 1.0
@@ -142,18 +145,6 @@ class SetCriterion(nn.Module):
         giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(gt)))
         losses["giou"] = (1 - giou).sum() / num_persons
         return losses
-
-    @torch.no_grad()
-    def matched_oks(self, out: dict, tn: list[dict], indices) -> Tensor:
-        """(M,) OKS of each matched person's pose with its ground truth, at least 0.01 (a
-        matched person stays a positive); persons without labelled keypoints count 1."""
-        batch, src = _src_index(indices)
-        weights = _gather_targets(tn, indices, "keypoint_weights")
-        oks = oks_similarity(out["pred_keypoints"][batch, src].float(),
-                             _gather_targets(tn, indices, "keypoints"), weights,
-                             _gather_targets(tn, indices, "area"), self.sigmas.to(weights.device),
-                             _scales(tn, indices))
-        return torch.where(weights.sum(-1) > 0, oks, torch.ones_like(oks)).clamp(min=0.01)
 
     @staticmethod
     def crowd_ignore(pred_boxes: Tensor, tn: list[dict]) -> Tensor:
@@ -171,20 +162,24 @@ class SetCriterion(nn.Module):
         return ignore
 
     def keypoint_losses(self, pred: Tensor, vis_logits: Tensor | None, gt: Tensor,
-                        weights: Tensor, area: Tensor, scale: Tensor, num: float) -> dict:
-        """pred, gt (M, K, 2); weights (M, K); area (M,); scale (M, 2); vis_logits (M, K)."""
+                        weights: Tensor, area: Tensor, scale: Tensor, num: float
+                        ) -> tuple[dict, Tensor]:
+        """pred, gt (M, K, 2); weights (M, K); area (M,); scale (M, 2); vis_logits (M, K).
+        Returns the terms and each pose's OKS (M,; 1 for a person without labelled keypoints)."""
         pred = pred.float()
         losses = {"keypoints": keypoint_l1(pred, gt, weights).sum() / num}
         has = weights.sum(-1) > 0
-        oks = oks_similarity(pred[has], gt[has], weights[has], area[has],
-                             self.sigmas.to(pred.device), scale[has])
-        losses["oks"] = (1 - oks).sum() / num
+        oks = torch.ones(len(pred), dtype=pred.dtype, device=pred.device)
+        oks[has] = oks_similarity(pred[has], gt[has], weights[has], area[has],
+                                  self.sigmas.to(pred.device), scale[has])
+        losses["oks"] = (1 - oks[has]).sum() / num
         if vis_logits is not None:
             losses["vis"] = F.binary_cross_entropy_with_logits(
                 vis_logits.float(), weights, reduction="sum") / (num * weights.shape[-1])
-        return losses
+        return losses, oks
 
-    def matched_keypoint_losses(self, out: dict, tn: list[dict], indices, num: float) -> dict:
+    def matched_keypoint_losses(self, out: dict, tn: list[dict], indices, num: float
+                                ) -> tuple[dict, Tensor]:
         batch, src = _src_index(indices)
         vis = out.get("pred_visibility")
         return self.keypoint_losses(
@@ -197,10 +192,10 @@ class SetCriterion(nn.Module):
     def output_losses(self, out: dict, tn: list[dict], num: float) -> tuple[dict, list]:
         """Match one output dict to the targets; its person (and keypoint) terms."""
         indices = self.matcher(out, tn)
-        losses = self.person_losses(out, tn, indices, num)
+        keypoint_terms, pose_oks = {}, None
         if "pred_keypoints" in out:
-            losses.update(self.matched_keypoint_losses(out, tn, indices, num))
-        return losses, indices
+            keypoint_terms, pose_oks = self.matched_keypoint_losses(out, tn, indices, num)
+        return {**self.person_losses(out, tn, indices, num, pose_oks), **keypoint_terms}, indices
 
     def dn_losses(self, dn_out: dict, tn: list[dict], dn_targets: DnTargets) -> dict:
         """Reconstruction terms of the denoising queries against the pose they copy."""
@@ -220,9 +215,9 @@ class SetCriterion(nn.Module):
 
         def one(layer: dict) -> dict:
             vis = layer.get("pred_visibility")
-            losses = self.keypoint_losses(layer["pred_keypoints"][batch, query],
-                                          None if vis is None else vis[batch, query],
-                                          gt_kpts, weights, area, scale, num)
+            losses, _ = self.keypoint_losses(layer["pred_keypoints"][batch, query],
+                                             None if vis is None else vis[batch, query],
+                                             gt_kpts, weights, area, scale, num)
             if "pred_logits" in layer:  # every denoising query is a real person
                 logits = layer["pred_logits"][batch, query].float()
                 losses["ce"] = sigmoid_focal_loss(logits, torch.ones_like(logits),
