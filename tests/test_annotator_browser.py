@@ -116,8 +116,12 @@ def test_drag_a_keypoint_accept_finish_and_load(tmp_path):
             assert np.allclose(clicked, target, atol=1.0)
             with page.expect_response(lambda r: r.url.endswith("/visibility")):
                 page.keyboard.press("o")                 # occluded
+            # The page redraws after it has read the answer: wait for the redraw.
+            page.wait_for_function(
+                "k => document.querySelector(`circle.kp[data-person='0'][data-keypoint='${k}']`)"
+                ".classList.contains('v1')", arg=k)
             kp = page.locator(f'circle.kp[data-person="0"][data-keypoint="{k}"]')
-            assert "v1" in kp.get_attribute("class")
+            assert "v1" in kp.get_attribute("class").split()
             # B + drag adds a person (the model proposes its keypoints); X deletes it.
             persons = page.locator("#persons li").count()
             page.keyboard.press("b")
