@@ -217,12 +217,22 @@ def test_time_limit_moves_the_lr_drop_into_the_run():
         scheduler.step()
     # 100 steps done, 2 steps/s, 150 s left: about 400 steps in all, drop at 80% of them.
     assert fit_drop_to_deadline(scheduler, 100, 2.0, 150.0) == 320
-    for _ in range(220):
+    # The next epoch runs faster (a warm cache): the drop that has not happened moves later.
+    for _ in range(100):
+        optimizer.step()
+        scheduler.step()
+    assert fit_drop_to_deadline(scheduler, 200, 4.0, 25.0) == 240
+    assert fit_drop_to_deadline(scheduler, 200, 4.0, 75.0) == 400
+    # Never past the drop the epoch count planned.
+    assert fit_drop_to_deadline(scheduler, 200, 100.0, 1e4) == 8_000
+    assert fit_drop_to_deadline(scheduler, 200, 2.0, 150.0) == 400
+    for _ in range(200):
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[-1]["lr"] == pytest.approx(1e-4)
-    # A slower estimate later never moves the drop back, nor into the past.
-    assert fit_drop_to_deadline(scheduler, 320, 0.5, 10.0) == 320
+    # Once the lr has dropped, no estimate moves the drop again.
+    assert fit_drop_to_deadline(scheduler, 400, 0.5, 10.0) == 400
+    assert fit_drop_to_deadline(scheduler, 400, 50.0, 1e4) == 400
     fresh = build_scheduler(build_optimizer(model), total_steps=1_000, warmup_steps=10)
     assert fit_drop_to_deadline(fresh, 5, 1.0, 0.0) == 10
 

@@ -42,6 +42,8 @@ class WarmupStepSchedule:
     def __init__(self, warmup_steps: int, drop_step: int, gamma: float = 0.1):
         self.warmup_steps = int(warmup_steps)
         self.drop_step = int(drop_step)
+        # The drop the epoch count asked for: a deadline may bring it earlier, never later.
+        self.planned_drop_step = int(drop_step)
         self.gamma = float(gamma)
 
     def __call__(self, step: int) -> float:
@@ -61,13 +63,19 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
 def fit_drop_to_deadline(scheduler: torch.optim.lr_scheduler.LambdaLR, steps_done: int,
                          steps_per_second: float, seconds_left: float,
                          drop_fraction: float = 0.8) -> int | None:
-    """A time-limited run (--max-minutes) ends before its nominal last step: move the lr drop
-    to `drop_fraction` of the steps the time allows, so that the run still gets its
-    low-lr tail. Never moves the drop later, nor into the past. Returns the new drop step."""
+    """A time-limited run (--max-minutes) ends before its nominal last step: put the lr drop
+    at `drop_fraction` of the steps the time allows, so that the run still gets its
+    low-lr tail. Called after every epoch with that epoch's speed, so a slow first epoch
+    (a feature cache filling up) does not fix the drop too early: until the drop happens it
+    follows the latest estimate, never past the planned drop. A drop that has happened stays.
+    Returns the drop step."""
     schedule = scheduler.lr_lambdas[0]
     if not isinstance(schedule, WarmupStepSchedule) or steps_per_second <= 0:
         return None
+    if steps_done >= schedule.drop_step:
+        return schedule.drop_step
     expected_total = steps_done + steps_per_second * max(seconds_left, 0.0)
     drop = max(schedule.warmup_steps, steps_done + 1, math.ceil(expected_total * drop_fraction))
-    schedule.drop_step = min(schedule.drop_step, drop)
+    planned = getattr(schedule, "planned_drop_step", schedule.drop_step)
+    schedule.drop_step = min(planned, drop)
     return schedule.drop_step
