@@ -53,6 +53,13 @@ def cached_dataset(cache: Path, images: int, seed: int, size: int, style: str = 
     return generate_dataset(folder, images, seed=seed, style=style, size=size, progress=True)
 
 
+def model_overrides(args) -> dict:
+    """The preset's options this run changes."""
+    overrides = {"heatmap_fine_level": args.heatmap_fine_level,
+                 "heatmap_offsets": args.heatmap_offsets}
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="training time limit")
@@ -72,6 +79,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--heatmap-fine-level", type=int, default=None,
                         help="keypoint heatmaps at this finer backbone level (1: stride 4) "
                              "instead of the finest encoder level (stride 8)")
+    parser.add_argument("--heatmap-offsets", action=argparse.BooleanOptionalAction, default=None,
+                        help="sub-cell keypoint offsets beside the heatmaps (default: the "
+                             "preset's)")
     parser.add_argument("--score-target", default="match", choices=("match", "oks"),
                         help="what person scores learn: 1 for a matched person, or its OKS")
     parser.add_argument("--workers", type=int, default=0,
@@ -105,8 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
             data=train_dir, out=args.out, preset="tiny", epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, workers=args.workers,
             dn_groups=args.dn_groups, score_target=args.score_target,
-            model_overrides={} if args.heatmap_fine_level is None
-            else {"heatmap_fine_level": args.heatmap_fine_level},
+            model_overrides=model_overrides(args),
             max_minutes=args.minutes, threads=threads,
             device=args.device, progress=False, cache_backbone_features=not args.augment))
 

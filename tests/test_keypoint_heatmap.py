@@ -3,7 +3,12 @@ person's own box, and a loss that rewards the right map."""
 import numpy as np
 import torch
 
-from clickpose.model.heatmap_loss import heatmap_focal_loss, heatmap_targets
+from clickpose.model.heatmap_loss import (
+    heatmap_focal_loss,
+    heatmap_targets,
+    offset_l1_loss,
+    offset_targets,
+)
 from clickpose.model.keypoint_heatmap import cell_centres, heatmap_snap, heatmap_start
 
 SIGMAS = torch.tensor([0.05, 0.05])
@@ -152,17 +157,26 @@ def test_model_starts_persons_from_its_heatmaps_and_trains_them():
     assert losses["loss_heatmap"] > 0
 
 
-def _dense_start(logits, mask, boxes, layout_xy, prior_sigma):
-    """The definition, materialised: softmax over every cell of (logit + log prior)."""
+def _dense_start(logits, mask, boxes, layout_xy, prior_sigma, offsets=None):
+    """The definition, materialised: softmax over every cell of (logit + log prior), each
+    cell's centre moved by its offset (in cells)."""
     xs, ys = cell_centres(mask)
     sigma = (boxes[..., None, 2:] * prior_sigma).clamp(min=1e-3)
     prior_x = -0.5 * ((xs[:, None, None, :] - layout_xy[..., :1]) / sigma[..., :1]) ** 2
     prior_y = -0.5 * ((ys[:, None, None, :] - layout_xy[..., 1:]) / sigma[..., 1:]) ** 2
     scores = logits.double()[:, None] + prior_y.double()[..., :, None] + prior_x.double()[..., None, :]
     scores = scores.masked_fill(mask[:, None, None], float("-inf"))
-    weights = scores.flatten(-2).softmax(-1).view_as(scores)
-    x = (weights.sum(-2) * xs.double()[:, None, None, :]).sum(-1)
-    y = (weights.sum(-1) * ys.double()[:, None, None, :]).sum(-1)
+    weights = scores.flatten(-2).softmax(-1).view_as(scores)          # (B, N, K, h, w)
+    h, w = mask.shape[1:]
+    cell_x = xs.double()[:, None, None, None, :].expand(-1, 1, 1, h, w)
+    cell_y = ys.double()[:, None, None, :, None].expand(-1, 1, 1, h, w)
+    if offsets is not None:
+        valid_w = (~mask[:, 0, :]).sum(1).double()[:, None, None, None, None]
+        valid_h = (~mask[:, :, 0]).sum(1).double()[:, None, None, None, None]
+        cell_x = cell_x + offsets.double()[:, None, :, 0] / valid_w
+        cell_y = cell_y + offsets.double()[:, None, :, 1] / valid_h
+    x = (weights * cell_x).sum((-2, -1))
+    y = (weights * cell_y).sum((-2, -1))
     return torch.stack([x, y], -1).clamp(0.0, 1.0)
 
 
@@ -178,6 +192,12 @@ def test_factorised_start_equals_the_softmax_over_every_cell():
         got = heatmap_start(logits, mask, boxes, layout, sigma)
         torch.testing.assert_close(got.double(), _dense_start(logits, mask, boxes, layout, sigma),
                                    atol=2e-5, rtol=0)
+    offsets = torch.rand(2, 5, 2, 12, 20, generator=generator) * 2 - 1
+    for sigma in (0.35, 0.08):
+        got = heatmap_start(logits, mask, boxes, layout, sigma, offsets)
+        torch.testing.assert_close(
+            got.double(), _dense_start(logits, mask, boxes, layout, sigma, offsets),
+            atol=2e-5, rtol=0)
     # Gradients reach the heatmap logits (training starts persons from them).
     logits.requires_grad_(True)
     heatmap_start(logits, mask, boxes, layout).sum().backward()
@@ -223,3 +243,75 @@ def test_heatmaps_on_a_finer_backbone_level():
         assert "heatmap_fine_level 1 needs keypoint_heatmap" in str(e)
     else:
         raise AssertionError("heatmap_fine_level without heatmaps was accepted")
+
+
+def test_offset_targets_point_from_nearby_cells_to_the_nearest_keypoint_of_their_type():
+    mask = torch.zeros(1, 8, 16, dtype=torch.bool)  # 16 x 8 cells over a 160 x 80 image
+    # Keypoint 0 at pixel (38, 31): cell coordinates (3.3, 2.6), cell centres at integers.
+    # A second person's keypoint 0 at (98, 31) -> (9.3, 2.6); keypoint 1 unlabelled.
+    tn = [_target([[[38 / 160, 31 / 80], [0.5, 0.5]], [[98 / 160, 31 / 80], [0.5, 0.5]]],
+                  weights=[[1.0, 0.0], [1.0, 0.0]])]
+    targets, taught = offset_targets(tn, mask, num_k=2)
+    torch.testing.assert_close(targets[0, 0, :, 3, 3], torch.tensor([0.3, -0.4]))
+    torch.testing.assert_close(targets[0, 0, :, 2, 4], torch.tensor([-0.7, 0.6]))
+    torch.testing.assert_close(targets[0, 0, :, 3, 9], torch.tensor([0.3, -0.4]))  # the other
+    assert taught[0, 0, 3, 3] and taught[0, 0, 2, 4] and taught[0, 0, 3, 9]
+    assert not taught[0, 0, 3, 6]          # 2.7 cells from either keypoint
+    assert not taught[0, 1].any()          # unlabelled type: nothing to learn
+    # Every taught cell is within the radius, and points at a keypoint.
+    cells_y, cells_x = taught[0, 0].nonzero(as_tuple=True)
+    ends = torch.stack([cells_x + targets[0, 0, 0, cells_y, cells_x],
+                        cells_y + targets[0, 0, 1, cells_y, cells_x]], -1)
+    assert all(min((e - torch.tensor(k)).norm() for k in ([3.3, 2.6], [9.3, 2.6])) < 1e-5
+               for e in ends)
+    # The loss is zero for the right offsets, and padding never teaches.
+    assert offset_l1_loss(targets, mask, tn) == 0
+    assert offset_l1_loss(torch.zeros_like(targets), mask, tn) > 0
+    mask[:, :, 8:] = True
+    _, taught = offset_targets(tn, mask, num_k=2)
+    assert not taught[0, :, :, 8:].any()
+
+
+def test_offsets_place_a_keypoint_inside_its_cell():
+    mask = torch.zeros(1, 8, 16, dtype=torch.bool)
+    logits = _peak_logits([(0, (4, 6)), (1, (2, 3))])
+    offsets = torch.zeros(1, 2, 2, 8, 16)
+    offsets[0, 0, :, 4, 6] = torch.tensor([0.3, -0.45])
+    xs, ys = cell_centres(mask)
+    boxes = torch.tensor([[[0.35, 0.5, 0.4, 1.0]]])
+    predicted = torch.tensor([[[[xs[0, 6], ys[0, 4]], [xs[0, 3], ys[0, 2]]]]])
+    pinned = torch.zeros(1, 1, 2, dtype=torch.bool)
+    snapped = heatmap_snap(logits, mask, boxes, predicted, pinned, 0.08, offsets)
+    assert torch.allclose(snapped[0, 0, 0], torch.tensor([6.8 / 16, 4.05 / 8]), atol=1e-4)
+    assert torch.allclose(snapped[0, 0, 1], predicted[0, 0, 1], atol=1e-4)
+
+
+def test_model_with_offsets_starts_at_cell_centres_and_learns_them():
+    from clickpose.keypoints import coco17
+    from clickpose.model import build_model, preset_config
+    from clickpose.model.criterion import SetCriterion
+
+    torch.manual_seed(0)
+    plain = build_model(preset_config("tiny", num_queries=20, max_humans=4), coco17()).eval()
+    model = build_model(preset_config("tiny", num_queries=20, max_humans=4,
+                                      heatmap_offsets=True), coco17())
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["keypoint_heatmap.offsets.bias", "keypoint_heatmap.offsets.weight"]
+    images, mask = torch.randn(1, 3, 128, 160), torch.zeros(1, 128, 160, dtype=torch.bool)
+    model.eval()
+    with torch.no_grad():
+        same = [m(images, mask)["pred_keypoints"] for m in (plain, model)]
+    torch.testing.assert_close(same[0], same[1])  # zero offsets: the plain model's keypoints
+    h, w = model.encode(images, mask).level_shapes[0]
+    model.train()
+    outputs = model(images, mask)
+    assert outputs["keypoint_offsets"].shape == (1, 17, 2, h, w)
+    target = [{"boxes": torch.tensor([[20.0, 10.0, 70.0, 120.0]]),
+               "keypoints": torch.cat([torch.rand(1, 17, 2) * torch.tensor([50.0, 110.0])
+                                       + torch.tensor([20.0, 10.0]), torch.full((1, 17, 1), 2.0)],
+                                      -1),
+               "area": torch.tensor([3000.0]), "size": torch.tensor([128, 160])}]
+    losses = SetCriterion(coco17())(outputs, target)
+    assert losses["loss_offsets"] > 0
+    losses["loss_offsets"].backward()
+    assert model.keypoint_heatmap.offsets.weight.grad.abs().sum() > 0

@@ -50,7 +50,8 @@ class ClickPose(nn.Module):
             config.num_heads, config.dec_points, config.dropout)
         self.keypoint_heatmap = (
             KeypointHeatmapHead(dim, schema.num_keypoints,
-                                channels[0] if self.fine_levels else None)
+                                channels[0] if self.fine_levels else None,
+                                offsets=config.heatmap_offsets)
             if config.keypoint_heatmap else None)
 
     @staticmethod
@@ -100,7 +101,8 @@ class ClickPose(nn.Module):
         if self.keypoint_heatmap is not None:
             h, w = level_shapes[0]
             finest = memory[:, :h * w].transpose(1, 2).reshape(len(memory), -1, h, w)
-            state.keypoint_heatmap = self.keypoint_heatmap(finest, fine[0][0] if fine else None)
+            state.keypoint_heatmap, state.keypoint_offsets = self.keypoint_heatmap(
+                finest, fine[0][0] if fine else None)
             state.heatmap_padding = fine[0][1] if fine else None
         return state
 
@@ -123,7 +125,8 @@ class ClickPose(nn.Module):
         layout = self.keypoint_decoder.default_keypoints(boxes)
         if state is None or state.keypoint_heatmap is None:
             return layout
-        return heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, layout)
+        return heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, layout,
+                             offsets=state.keypoint_offsets)
 
     # ---- stage 3: keypoints --------------------------------------------------------------
     def decode_keypoints(self, state: EncoderState, humans: HumanState,
@@ -168,6 +171,8 @@ class ClickPose(nn.Module):
         if state.keypoint_heatmap is not None:
             outputs["keypoint_heatmap"] = state.keypoint_heatmap
             outputs["heatmap_mask"] = state.heatmap_mask
+            if state.keypoint_offsets is not None:
+                outputs["keypoint_offsets"] = state.keypoint_offsets
         if dn is not None:
             noised = [{k: v[:, num_humans:] for k, v in out.items()} for out in layers]
             outputs["dn"] = {**noised[-1], "aux_outputs": noised[:-1]}
@@ -184,7 +189,8 @@ class ClickPose(nn.Module):
         if snap is None or state.keypoint_heatmap is None:
             return last["pred_keypoints"]
         return heatmap_snap(state.keypoint_heatmap, state.heatmap_mask, last["pred_boxes"],
-                            last["pred_keypoints"], pinned.to(torch.bool), snap)
+                            last["pred_keypoints"], pinned.to(torch.bool), snap,
+                            state.keypoint_offsets)
 
     @torch.no_grad()
     def rank_scores(self, state: EncoderState, last: dict) -> Tensor:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clickpose.keypoints import KeypointSchema
-from clickpose.model.heatmap_loss import heatmap_focal_loss
+from clickpose.model.heatmap_loss import heatmap_focal_loss, offset_l1_loss
 from clickpose.model.losses import (
     box_cxcywh_to_xyxy,
     box_xyxy_to_cxcywh,
@@ -45,6 +45,7 @@ class LossWeights:
     dn: float = 0.5    # multiplies the denoising terms (official dn_bbox_coef / dn_keypoints_coef)
     feedback: float = 1.0  # multiplies the human-feedback round terms
     heatmap: float = 1.0   # keypoint heatmaps (clickpose.model.keypoint_heatmap)
+    offsets: float = 1.0   # their sub-cell offsets, L1 in cells
 
     def of(self, name: str) -> float:
         return asdict(self)[name]
@@ -264,6 +265,8 @@ class SetCriterion(nn.Module):
         if "keypoint_heatmap" in outputs:
             raw["heatmap"] = heatmap_focal_loss(outputs["keypoint_heatmap"],
                                                 outputs["heatmap_mask"], tn, self.sigmas)
+        if "keypoint_offsets" in outputs:
+            raw["offsets"] = offset_l1_loss(outputs["keypoint_offsets"], outputs["heatmap_mask"], tn)
         losses = self.weighted(raw, factor, prefix)
         if "enc_outputs" in outputs:
             enc, _ = self.output_losses(outputs["enc_outputs"], tn, num)

@@ -26,6 +26,9 @@ class EncoderState:
     # padding mask: the finest level's, or the finer backbone level's (heatmap_fine_level).
     keypoint_heatmap: Tensor | None = None
     heatmap_padding: Tensor | None = None
+    # (B, K, 2, h, w) where in its cell each type's keypoint lies, in cells from the cell's
+    # centre (None: the model predicts no offsets; keypoints sit at cell centres).
+    keypoint_offsets: Tensor | None = None
 
     @property
     def heatmap_mask(self) -> Tensor:

@@ -3,6 +3,9 @@
 Each labelled keypoint is a Gaussian on its type's map, as wide as the keypoint's OKS
 tolerance (2 sigma_k sqrt(area)) and at least most of a cell; its nearest cell is the one
 positive. Padding cells and cells inside crowd regions (unlabelled people) teach nothing.
+With offsets, every cell within OFFSET_RADIUS_CELLS of a labelled keypoint learns the
+vector from its centre to the nearest keypoint of that type (L1, in cells), as CenterNet's
+offsets do for its one peak cell: the soft-argmax reads them from every cell it weighs.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from clickpose.model.encoder import valid_cells
 from clickpose.model.keypoint_heatmap import cell_centres
 
 MIN_SIGMA_CELLS = 0.8
+OFFSET_RADIUS_CELLS = 1.5
 
 
 def heatmap_targets(tn: list[dict], mask: Tensor, sigmas: Tensor) -> tuple[Tensor, Tensor]:
@@ -73,3 +77,36 @@ def heatmap_focal_loss(logits: Tensor, mask: Tensor, tn: list[dict], sigmas: Ten
     pos = prob.log() * (1 - prob) ** 2 * positive
     neg = (1 - prob).log() * prob ** 2 * (1 - targets) ** 4 * (~positive & counted)
     return -(pos.sum() + neg.sum()) / positive.sum().clamp(min=1)
+
+
+def offset_targets(tn: list[dict], mask: Tensor, num_k: int,
+                   radius: float = OFFSET_RADIUS_CELLS) -> tuple[Tensor, Tensor]:
+    """Offsets (B, K, 2, h, w) in cells from each cell's centre to the nearest labelled
+    keypoint of its type, and where they are taught (B, K, h, w) bool: unpadded cells within
+    `radius` cells of one."""
+    batch, h, w = mask.shape
+    valid_w, valid_h = valid_cells(mask)
+    targets = torch.zeros(batch, num_k, 2, h, w, device=mask.device)
+    taught = torch.zeros(batch, num_k, h, w, dtype=torch.bool, device=mask.device)
+    grid = torch.stack(torch.meshgrid(torch.arange(w, device=mask.device, dtype=torch.float32),
+                                      torch.arange(h, device=mask.device, dtype=torch.float32),
+                                      indexing="xy"), -1).view(-1, 2)              # (hw, 2)
+    for b, t in enumerate(tn):
+        labelled = t["keypoint_weights"] > 0                                  # (G, K)
+        if not labelled.any():
+            continue
+        cells = t["keypoints"].float() * torch.stack([valid_w[b], valid_h[b]]) - 0.5  # (G, K, 2)
+        to_keypoint = cells[:, :, None, :] - grid[None, None]                 # (G, K, hw, 2)
+        distance = to_keypoint.norm(dim=-1).masked_fill(~labelled[:, :, None], float("inf"))
+        nearest_distance, nearest = distance.min(0)                            # (K, hw)
+        offset = to_keypoint.gather(0, nearest[None, :, :, None].expand(1, -1, -1, 2))[0]
+        targets[b] = offset.permute(0, 2, 1).reshape(num_k, 2, h, w)
+        taught[b] = (nearest_distance < radius).view(num_k, h, w) & ~mask[b][None]
+    return targets, taught
+
+
+def offset_l1_loss(offsets: Tensor, mask: Tensor, tn: list[dict]) -> Tensor:
+    """L1 of the (B, K, 2, h, w) predicted offsets, per taught cell."""
+    targets, taught = offset_targets(tn, mask, offsets.shape[1])
+    error = (offsets.float() - targets).abs().sum(2)                          # (B, K, h, w)
+    return (error * taught).sum() / taught.sum().clamp(min=1)

@@ -49,6 +49,9 @@ class ModelConfig(BaseModel):
     # A finer backbone level (a timm out index, e.g. stride 4) added to the heatmaps: they are
     # drawn at its resolution instead of the finest encoder level's (None: that level's).
     heatmap_fine_level: int | None = None
+    # A sub-cell offset per keypoint type and cell beside the heatmaps (CenterNet's offsets):
+    # a stride-8 cell is wider than the OKS tolerance of a small person's eye.
+    heatmap_offsets: bool = False
     # At inference, draw the decoder's keypoints to the heatmap evidence within this fraction
     # of the box (clickpose.model.keypoint_heatmap.heatmap_snap; None: the decoder's as is).
     heatmap_snap: float | None = Field(0.08, gt=0.0)
@@ -70,6 +73,8 @@ class ModelConfig(BaseModel):
         if self.hidden_dim % self.num_heads or self.hidden_dim % 32:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be a multiple of num_heads "
                              f"({self.num_heads}) and of 32 (GroupNorm groups)")
+        if self.heatmap_offsets and not self.keypoint_heatmap:
+            raise ValueError("heatmap_offsets needs keypoint_heatmap")
         if self.heatmap_fine_level is not None and (
                 not self.keypoint_heatmap
                 or self.heatmap_fine_level >= min(self.backbone_out_indices)):
