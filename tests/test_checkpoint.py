@@ -37,6 +37,9 @@ def _inputs(seed=0):
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt") / "run"
     model = _tiny(coco17())
+    with torch.no_grad():  # offsets start at zero; trained ones are not, and must survive
+        model.keypoint_heatmap.offsets.weight.normal_(0.0, 0.1)
+        model.keypoint_heatmap.offsets.bias.normal_(0.0, 0.1)
     save_checkpoint(folder, model, metrics={"AP": 0.5}, training={"epochs": 3},
                     dataset={"annotations_sha256": "abc"})
     return folder, model
@@ -112,6 +115,11 @@ def test_keypoint_adaptation_copies_parents(saved):
     assert torch.equal(emb_new[:17], emb_old)
     assert torch.equal(emb_new[17], emb_old[0])
     assert torch.equal(emb_new[18], emb_old[15])
+    # The heatmap offsets hold x, y per keypoint: each new keypoint's pair is its parent's.
+    off_old = old_state["keypoint_heatmap.offsets.weight"]
+    off_new = new_state["keypoint_heatmap.offsets.weight"]
+    assert off_new.shape[0] == 2 * 19 and torch.equal(off_new[:34], off_old)
+    assert torch.equal(off_new[34:36], off_old[0:2]) and torch.equal(off_new[36:38], off_old[30:32])
     same = [k for k in old_state if old_state[k].shape == new_state[k].shape]
     assert len(same) > 0.9 * len(old_state)
     assert all(torch.equal(old_state[k], new_state[k]) for k in same)

@@ -238,7 +238,8 @@ def test_heatmaps_on_a_finer_backbone_level():
     assert poses.keypoints.shape[1:] == (17, 2)
     # A model without heatmaps cannot take the finer level.
     try:
-        preset_config("tiny", heatmap_fine_level=1, keypoint_heatmap=False)
+        preset_config("tiny", heatmap_fine_level=1, keypoint_heatmap=False,
+                      heatmap_offsets=False)
     except ValueError as e:
         assert "heatmap_fine_level 1 needs keypoint_heatmap" in str(e)
     else:
@@ -292,9 +293,10 @@ def test_model_with_offsets_starts_at_cell_centres_and_learns_them():
     from clickpose.model.criterion import SetCriterion
 
     torch.manual_seed(0)
-    plain = build_model(preset_config("tiny", num_queries=20, max_humans=4), coco17()).eval()
-    model = build_model(preset_config("tiny", num_queries=20, max_humans=4,
-                                      heatmap_offsets=True), coco17())
+    plain = build_model(preset_config("tiny", num_queries=20, max_humans=4,
+                                      heatmap_offsets=False), coco17()).eval()
+    model = build_model(preset_config("tiny", num_queries=20, max_humans=4), coco17())
+    assert model.config.heatmap_offsets  # the presets carry them
     missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert sorted(missing) == ["keypoint_heatmap.offsets.bias", "keypoint_heatmap.offsets.weight"]
     images, mask = torch.randn(1, 3, 128, 160), torch.zeros(1, 128, 160, dtype=torch.bool)

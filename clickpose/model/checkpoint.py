@@ -178,10 +178,10 @@ def adapt_state(old_state: dict[str, torch.Tensor], new_state: dict[str, torch.T
     """New-model tensors filled from an old model with fewer keypoints.
 
     Same shape: copied. One dimension grown from old_k to len(parents) (a per-keypoint
-    table: query embeddings, sigmas...): rows copied, new rows from their parent keypoint.
-    Returns the state and the names left at their fresh initialisation.
+    table: query embeddings, sigmas...), or from old_k x m to len(parents) x m (m channels
+    per keypoint, keypoint-major: the heatmap offsets' x, y): rows copied, new rows from
+    their parent keypoint. Returns the state and the names left at their fresh initialisation.
     """
-    new_k = len(parents)
     index = torch.as_tensor(parents, dtype=torch.int64)
     out, fresh = {}, []
     for name, target in new_state.items():
@@ -192,14 +192,25 @@ def adapt_state(old_state: dict[str, torch.Tensor], new_state: dict[str, torch.T
         grown = None
         if source is not None and source.dim() == target.dim():
             diff = [d for d in range(target.dim()) if source.shape[d] != target.shape[d]]
-            if len(diff) == 1 and source.shape[diff[0]] == old_k and target.shape[diff[0]] == new_k:
-                grown = source.index_select(diff[0], index).to(target.dtype)
+            if len(diff) == 1:
+                grown = _grow_per_keypoint(source, diff[0], old_k, index, target.shape[diff[0]])
         if grown is None:
             out[name] = target
             fresh.append(name)
         else:
-            out[name] = grown
+            out[name] = grown.to(target.dtype)
     return out, fresh
+
+
+def _grow_per_keypoint(source: torch.Tensor, dim: int, old_k: int, parents: torch.Tensor,
+                       new_size: int) -> torch.Tensor | None:
+    """`source` with its `dim` of old_k x m grown to len(parents) x m (None: not per keypoint)."""
+    channels, new_k = source.shape[dim], len(parents)
+    per_keypoint = channels // old_k
+    if channels != old_k * per_keypoint or per_keypoint == 0 or new_size != new_k * per_keypoint:
+        return None
+    grouped = source.unflatten(dim, (old_k, per_keypoint))
+    return grouped.index_select(dim, parents).flatten(dim, dim + 1)
 
 
 def init_from_checkpoint(model, path: str | Path, where: str = "--init") -> dict:

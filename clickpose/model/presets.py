@@ -92,7 +92,7 @@ PRESETS: dict[str, dict] = {
     "tiny": {
         "backbone": "efficientnet_lite0", "backbone_out_indices": [2, 3],
         "backbone_weights": "lite0", "frozen_batch_norm": True, "frozen_backbone_blocks": 5,
-        "num_queries": 50, "max_humans": 10, "keypoint_heatmap": True,
+        "num_queries": 50, "max_humans": 10, "keypoint_heatmap": True, "heatmap_offsets": True,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },
     "lite0": {
@@ -100,7 +100,7 @@ PRESETS: dict[str, dict] = {
         "backbone_weights": "lite0", "frozen_batch_norm": True, "hidden_dim": 128,
         "num_heads": 8, "ffn_dim": 512, "enc_points": 4, "num_feature_levels": 3,
         "enc_layers": 3, "human_layers": 2, "keypoint_layers": 4, "num_queries": 300,
-        "max_humans": 30, "keypoint_heatmap": True, "image_size": 512, "max_size": 768,
+        "max_humans": 30, "keypoint_heatmap": True, "heatmap_offsets": True, "image_size": 512, "max_size": 768,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },
     "r50": {
@@ -108,6 +108,7 @@ PRESETS: dict[str, dict] = {
         "frozen_batch_norm": False, "hidden_dim": 256, "num_heads": 8, "ffn_dim": 2048,
         "enc_points": 4, "num_feature_levels": 4, "enc_layers": 6, "human_layers": 2,
         "keypoint_layers": 4, "num_queries": 900, "max_humans": 100, "keypoint_heatmap": True,
+        "heatmap_offsets": True,
         "image_size": 800, "max_size": 1333,
     },
 }
