@@ -317,3 +317,27 @@ def test_model_with_offsets_starts_at_cell_centres_and_learns_them():
     assert losses["loss_offsets"] > 0
     losses["loss_offsets"].backward()
     assert model.keypoint_heatmap.offsets.weight.grad.abs().sum() > 0
+
+
+def test_snapping_leaves_a_clicked_persons_pose_to_the_decoder():
+    from clickpose.keypoints import coco17
+    from clickpose.model import build_model, preset_config
+
+    torch.manual_seed(0)
+    model = build_model(preset_config("tiny", num_queries=20, max_humans=4, heatmap_snap=0.08),
+                        coco17()).eval()
+    with torch.no_grad():  # offsets that move the snapped keypoints off the cell centres
+        model.keypoint_heatmap.offsets.bias.normal_(0.0, 0.5)
+    images, mask = torch.randn(1, 3, 128, 160), torch.zeros(1, 128, 160, dtype=torch.bool)
+    state = model.encode(images, mask)
+    humans = model.detect_humans(state)
+    start = model.default_keypoints(humans.boxes, state)
+    pinned = torch.zeros(start.shape[:-1], dtype=torch.bool)
+    pinned[0, 0, 5] = True   # one click on person 0's left shoulder
+    with torch.no_grad():
+        snapped = model.decode_keypoints(state, humans, start, pinned)["pred_keypoints"]
+        model.config = model.config.model_copy(update={"heatmap_snap": None})
+        raw = model.decode_keypoints(state, humans, start, pinned)["pred_keypoints"]
+    torch.testing.assert_close(snapped[0, 0], raw[0, 0])   # the clicked person: the decoder's
+    assert not torch.allclose(snapped[0, 1:], raw[0, 1:])  # the others: drawn to the heatmaps
+    assert torch.equal(snapped[0, 0, 5], start[0, 0, 5])    # the click itself, exactly

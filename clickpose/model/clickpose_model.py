@@ -184,12 +184,15 @@ class ClickPose(nn.Module):
 
     def snap_keypoints(self, state: EncoderState, last: dict, pinned: Tensor) -> Tensor:
         """The last layer's keypoints, drawn to the heatmap evidence close by (config
-        heatmap_snap); pinned keypoints and models without heatmaps keep them as they are."""
+        heatmap_snap). A person with a clicked keypoint keeps the decoder's pose: the
+        heatmaps do not see clicks, and snapping would pull the pose back to the evidence
+        the click just corrected. Models without heatmaps keep every keypoint as it is."""
         snap = self.config.heatmap_snap
         if snap is None or state.keypoint_heatmap is None:
             return last["pred_keypoints"]
+        clicked_person = pinned.to(torch.bool).any(-1, keepdim=True).expand_as(pinned)
         return heatmap_snap(state.keypoint_heatmap, state.heatmap_mask, last["pred_boxes"],
-                            last["pred_keypoints"], pinned.to(torch.bool), snap,
+                            last["pred_keypoints"], clicked_person, snap,
                             state.keypoint_offsets)
 
     @torch.no_grad()

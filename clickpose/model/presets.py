@@ -54,7 +54,9 @@ class ModelConfig(BaseModel):
     heatmap_offsets: bool = False
     # At inference, draw the decoder's keypoints to the heatmap evidence within this fraction
     # of the box (clickpose.model.keypoint_heatmap.heatmap_snap; None: the decoder's as is).
-    heatmap_snap: float | None = Field(0.08, gt=0.0)
+    # Off: with the offsets, the decoder's keypoints beat the snapped ones once trained
+    # (bench/results/train_synthetic_snap_*.jsonl); 0.08 helped before the offsets.
+    heatmap_snap: float | None = Field(None, gt=0.0)
     # Predicted persons whose boxes overlap a better one's by more than this IoU are
     # duplicates, dropped from predictions (None keeps them all). A session opened without
     # poses keeps every candidate: the NoC protocol matches among them.
