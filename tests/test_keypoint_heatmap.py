@@ -329,12 +329,12 @@ def test_snapping_leaves_a_clicked_persons_pose_to_the_decoder():
     with torch.no_grad():  # offsets that move the snapped keypoints off the cell centres
         model.keypoint_heatmap.offsets.bias.normal_(0.0, 0.5)
     images, mask = torch.randn(1, 3, 128, 160), torch.zeros(1, 128, 160, dtype=torch.bool)
-    state = model.encode(images, mask)
-    humans = model.detect_humans(state)
-    start = model.default_keypoints(humans.boxes, state)
-    pinned = torch.zeros(start.shape[:-1], dtype=torch.bool)
-    pinned[0, 0, 5] = True   # one click on person 0's left shoulder
     with torch.no_grad():
+        state = model.encode(images, mask)
+        humans = model.detect_humans(state)
+        start = model.default_keypoints(humans.boxes, state)
+        pinned = torch.zeros(start.shape[:-1], dtype=torch.bool)
+        pinned[0, 0, 5] = True   # one click on person 0's left shoulder
         snapped = model.decode_keypoints(state, humans, start, pinned)["pred_keypoints"]
         model.config = model.config.model_copy(update={"heatmap_snap": None})
         raw = model.decode_keypoints(state, humans, start, pinned)["pred_keypoints"]

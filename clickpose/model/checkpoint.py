@@ -207,7 +207,7 @@ def _grow_per_keypoint(source: torch.Tensor, dim: int, old_k: int, parents: torc
     """`source` with its `dim` of old_k x m grown to len(parents) x m (None: not per keypoint)."""
     channels, new_k = source.shape[dim], len(parents)
     per_keypoint = channels // old_k
-    if channels != old_k * per_keypoint or per_keypoint == 0 or new_size != new_k * per_keypoint:
+    if channels != old_k * per_keypoint or new_size != new_k * per_keypoint:
         return None
     grouped = source.unflatten(dim, (old_k, per_keypoint))
     return grouped.index_select(dim, parents).flatten(dim, dim + 1)

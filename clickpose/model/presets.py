@@ -102,7 +102,8 @@ PRESETS: dict[str, dict] = {
         "backbone_weights": "lite0", "frozen_batch_norm": True, "hidden_dim": 128,
         "num_heads": 8, "ffn_dim": 512, "enc_points": 4, "num_feature_levels": 3,
         "enc_layers": 3, "human_layers": 2, "keypoint_layers": 4, "num_queries": 300,
-        "max_humans": 30, "keypoint_heatmap": True, "heatmap_offsets": True, "image_size": 512, "max_size": 768,
+        "max_humans": 30, "keypoint_heatmap": True, "heatmap_offsets": True, "image_size": 512,
+        "max_size": 768,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },
     "r50": {
