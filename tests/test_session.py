@@ -25,7 +25,7 @@ def test_session_runs_backbone_and_encoder_once(model, count_calls):
     encoder_calls = count_calls(model.encoder)
     human_calls = count_calls(model.human_decoder)
     decoder_calls = count_calls(model.keypoint_decoder)
-    session = model.session(structured_image(), max_persons=5)
+    session = model.session(structured_image(), max_persons=5, proposal_passes=1)
     assert (backbone_calls[0], encoder_calls[0], human_calls[0], decoder_calls[0]) == (1, 1, 1, 1)
     session.click(0, "left_wrist", 100.0, 120.0)
     session.click(1, 5, 180.0, 80.0)
@@ -170,6 +170,55 @@ def test_initial_poses_from_another_detector(model, count_calls):
                   boxes, given.scores)
     with pytest.raises(ValueError, match="5 keypoints per person"):
         model.session(structured_image(), initial_poses=wrong)
+
+
+def pixel_box(session, candidate: int) -> list[float]:
+    cx, cy, w, h = session._candidates.boxes[candidate].tolist()
+    height, width = session.image_size
+    return [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width,
+            (cy + h / 2) * height]
+
+
+def test_a_drawn_box_over_a_candidate_starts_from_its_pose(model):
+    """A person the model proposed but ranked below the cut is adopted when drawn; a
+    candidate that already is a person of the session is not."""
+    session = model.session(structured_image(), max_persons=2)
+    assert None not in (session.candidate(0), session.candidate(1))  # detected persons
+    hidden = next(i for i in range(len(session._candidates.boxes))
+                  if i not in (session.candidate(0), session.candidate(1)))
+    poses = session.add_person(pixel_box(session, hidden))
+    assert session.candidate(2) == hidden
+    plain = model.session(structured_image(), max_persons=2, adopt_candidate_iou=None)
+    assert not np.allclose(plain.add_person(pixel_box(session, hidden)).keypoints[2],
+                           poses.keypoints[2])
+    assert plain.candidate(2) is None
+    # Over person 0's own candidate: not that candidate again, whether person 0 was
+    # detected in this session or came from another detector's poses.
+    x0, y0, x1, y1 = pixel_box(session, session.candidate(0))
+    near = [x0 + 0.03 * (x1 - x0), y0, x1, y1 - 0.03 * (y1 - y0)]
+    session.add_person(near)
+    assert session.candidate(3) != session.candidate(0)
+    prelabel = model.predict(structured_image()).select([0])  # the best candidate's pose
+    adopted = model.session(structured_image(), initial_poses=prelabel)
+    adopted.add_person(near)
+    assert adopted.candidate(0) is None and adopted.candidate(1) != session.candidate(0)
+    session.undo()
+    session.undo()
+    assert session.num_persons == 2
+
+
+def test_a_drawn_box_without_a_candidate_is_decoded_in_passes(model, count_calls):
+    calls = count_calls(model.keypoint_decoder)
+    proposals = []
+    for passes in (1, 2, 3):
+        session = model.session(structured_image(), initial_poses=Poses.empty(17),
+                                adopt_candidate_iou=None, proposal_passes=passes)
+        before = calls[0]
+        proposals.append(session.add_person([100, 40, 160, 220]).keypoints[0])
+        assert calls[0] - before == passes
+    assert not np.allclose(proposals[0], proposals[1])
+    with pytest.raises(ValueError, match="proposal_passes=0"):
+        model.session(structured_image(), proposal_passes=0)
 
 
 def test_a_session_with_no_persons(model):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clickpose.model.box_ops import box_cxcywh_to_xyxy
+from clickpose.model.box_ops import box_cxcywh_to_xyxy, box_iou
 from clickpose.model.clickpose_model import boxes_xyxy_to_normalized
 from clickpose.model.human_decoder import HumanState
 from clickpose.model.inference import EvalTransform, visibility_from_scores
@@ -37,6 +37,22 @@ class _Person:
     clicks: dict[int, tuple[float, float, int]] = field(default_factory=dict)  # k -> x, y, v
     visibility: dict[int, int] = field(default_factory=dict)  # user-set COCO v per keypoint
     confirmed: bool = False
+    candidate: int | None = None    # index among the session's detection candidates
+
+
+# A drawn box that overlaps a detection candidate by this IoU starts from the candidate's
+# pose: the decoder repairs a near pose far better than it finds one from the heatmaps
+# alone (bench/drawn_boxes.py).
+ADOPT_CANDIDATE_IOU = 0.5
+# Without a candidate, the proposal is decoded this many times, each from the last.
+DRAWN_PROPOSAL_PASSES = 2
+
+
+@dataclass
+class _Candidates:
+    """Every person the human decoder proposed for the image, as first decoded."""
+    boxes: Tensor                   # (N, 4) cxcywh normalized
+    keypoints: Tensor               # (N, K, 2) normalized
 
 
 class InteractiveSession:
@@ -46,14 +62,22 @@ class InteractiveSession:
     `refine(poses)` asks the decoder to repair other poses without changing the session."""
 
     def __init__(self, model, image, initial_poses: Poses | None = None,
-                 min_score: float = 0.0, max_persons: int | None = None):
+                 min_score: float = 0.0, max_persons: int | None = None,
+                 adopt_candidate_iou: float | None = ADOPT_CANDIDATE_IOU,
+                 proposal_passes: int = DRAWN_PROPOSAL_PASSES):
+        """adopt_candidate_iou (None: never) and proposal_passes: how `add_person` proposes."""
+        if proposal_passes < 1:
+            raise ValueError(f"proposal_passes={proposal_passes}; at least one decoder pass")
         self.model = model
+        self.adopt_candidate_iou = adopt_candidate_iou
+        self.proposal_passes = proposal_passes
         self.schema = model.schema
         device = next(model.parameters()).device
         images, mask, self.image_size = EvalTransform.from_config(model.config)(image, device)
         h, w = self.image_size
         self._scale = torch.tensor([w, h], dtype=torch.float32, device=device)
         self._history: list[tuple[list[_Person], Poses]] = []
+        self._candidates: _Candidates | None = None  # opened on initial_poses: made on demand
         with self._inference():
             self._state = model.encode(images, mask)
             self._state.keypoint_values = model.keypoint_decoder.project_memory(self._state)
@@ -72,9 +96,10 @@ class InteractiveSession:
         scores = outputs["pred_scores"][0]
         order = torch.argsort(scores, descending=True)
         order = order[scores[order] >= min_score][:max_persons]
+        self._candidates = _Candidates(outputs["pred_boxes"][0], outputs["pred_keypoints"][0])
         persons = [_Person(content=humans.content[0, i], box=outputs["pred_boxes"][0, i],
                            start_keypoints=outputs["pred_keypoints"][0, i], source="detected",
-                           score=float(scores[i])) for i in order.tolist()]
+                           score=float(scores[i]), candidate=i) for i in order.tolist()]
         picked = {k: v[:, order] for k, v in outputs.items() if k.startswith("pred_")}
         return persons, self._to_poses(picked, persons)
 
@@ -120,14 +145,27 @@ class InteractiveSession:
         return self._decode()
 
     def add_person(self, box_xyxy) -> Poses:
-        """A person the model missed, from its box in pixels; the model proposes its keypoints."""
+        """A person the model missed, from its box in pixels; the model proposes its keypoints.
+
+        The proposal starts from the pose of the detection candidate that best overlaps the
+        box (IoU >= adopt_candidate_iou, not already a person of the session): a person the
+        model saw but ranked low or lost. Without one, from the heatmaps' pose for the box,
+        decoded `proposal_passes` times, each pass from the last. The drawn box stays the
+        person's box."""
         box = boxes_xyxy_to_normalized(box_xyxy, self.image_size)[0].to(self._scale.device)
         self._push()
         with self._inference():
             content = self.model.humans_from_boxes(box[None, None]).content[0, 0]
-            start = self.model.default_keypoints(box[None, None], self._state)[0, 0]
+            candidate = self._overlapping_candidate(box)
+            if candidate is not None:
+                start, passes = self._candidates.keypoints[candidate], 1
+            else:
+                start = self.model.default_keypoints(box[None, None], self._state)[0, 0]
+                passes = self.proposal_passes
+            for _ in range(passes - 1):
+                start = self._decode_one(content, box, start)
         self._persons.append(_Person(content=content, box=box, start_keypoints=start,
-                                     source="drawn", score=1.0))
+                                     source="drawn", score=1.0, candidate=candidate))
         poses = self._decode()
         # Its proposal is where later decodes start, like a detected person's prediction.
         self._persons[-1].start_keypoints = (torch.as_tensor(
@@ -210,11 +248,46 @@ class InteractiveSession:
     def num_persons(self) -> int:
         return len(self._persons)
 
+    def candidate(self, person: int) -> int | None:
+        """The detection candidate the person is, or whose pose its drawn box started from
+        (None: neither)."""
+        return self._person(person).candidate
+
     def clicks(self, person: int) -> dict[int, tuple[float, float, int]]:
         """Clicked keypoints of a person: keypoint index -> (x, y, v)."""
         return dict(self._person(person).clicks)
 
     # ---- internals -------------------------------------------------------------------
+    def _overlapping_candidate(self, box: Tensor) -> int | None:
+        """The detection candidate that best overlaps `box` (cxcywh normalized), if its IoU
+        reaches adopt_candidate_iou and the candidate is no person of the session already:
+        its box is closer to `box` than to every person's box (a person adopted from
+        another detector may be that candidate)."""
+        if self.adopt_candidate_iou is None:
+            return None
+        if self._candidates is None:
+            humans = self.model.detect_humans(self._state)
+            outputs = self.model.decode_keypoints(self._state, humans)
+            self._candidates = _Candidates(outputs["pred_boxes"][0],
+                                           outputs["pred_keypoints"][0])
+        candidates = box_cxcywh_to_xyxy(self._candidates.boxes)
+        iou = box_iou(box_cxcywh_to_xyxy(box[None]), candidates)[0][0]
+        if self._persons:
+            persons = box_cxcywh_to_xyxy(torch.stack([p.box for p in self._persons]))
+            # A detected person's box is its candidate's: IoU 1, always taken.
+            taken = box_iou(persons, candidates)[0].amax(0) >= iou
+            iou = iou.masked_fill(taken, -1.0)
+        if len(iou) == 0 or float(iou.max()) < self.adopt_candidate_iou:
+            return None
+        return int(iou.argmax())
+
+    def _decode_one(self, content: Tensor, box: Tensor, start: Tensor) -> Tensor:
+        """(K, 2) keypoints the decoder gives one person alone, from `start`."""
+        humans = HumanState(content[None, None], box[None, None],
+                            torch.zeros(1, 1, 1, device=box.device))
+        out = self.model.decode_keypoints(self._state, humans, start[None, None])
+        return out["pred_keypoints"][0, 0]
+
     def _decode(self) -> Poses:
         """Run the keypoint decoder for all persons with all clicks pinned."""
         num_keypoints = self.schema.num_keypoints
