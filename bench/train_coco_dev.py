@@ -5,6 +5,7 @@ beside another detector's predictions on the same images.
         [--preset lite0] [--init CKPT] [--lr 2e-4] [--batch-size 2] [--epochs 40]
         [--peer ../shared/data/peer-predictions/movenet-coco-dev.json]
         [--out work/bench_runs/train_coco_dev] [--threads N] [--device cpu|cuda]
+        [--image-size PX] [--cache-backbone-features]
 
 coco-dev is a development set (about a hundred images): the model is trained and measured
 on the same images, so its figures say how far the network gets in the time given, not how
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.evaluation import emit, evaluate_checkpoint, evaluate_predictions
 from bench.latency import machine
 from bench.training_run import run_training
+from clickpose.model.checkpoint import read_checkpoint_config
 from clickpose.train.loop import TrainConfig, default_cpu_threads
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -51,6 +53,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--noc-images", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("work/bench_runs/train_coco_dev"))
     parser.add_argument("--device", default=None)
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="shorter side of the input (default: the preset's or --init's)")
+    parser.add_argument("--cache-backbone-features", action="store_true",
+                        help="keep a frozen backbone's features between epochs (tiny; flip "
+                             "is then the only augmentation)")
     parser.add_argument("--skip-train", action="store_true",
                         help="evaluate the run already in --out")
     return parser.parse_args(argv)
@@ -60,7 +67,9 @@ def training_config(args: argparse.Namespace, threads: int) -> TrainConfig:
     return TrainConfig(data=args.data, out=args.out, preset=None if args.init else args.preset,
                        init=args.init, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, workers=args.workers, max_minutes=args.minutes,
-                       threads=threads, device=args.device, progress=False)
+                       threads=threads, device=args.device, progress=False,
+                       image_size=args.image_size,
+                       cache_backbone_features=args.cache_backbone_features)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -77,7 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.skip_train:
         run_training(training_config(args, threads))
     ours = evaluate_checkpoint(args.out / "last", args.data, args.noc_images, args.device)
-    result = {"kind": "summary", "preset": args.preset, "AP": ours["ap"],
+    trained = read_checkpoint_config(args.out / "last")["model"]
+    result = {"kind": "summary", "preset": trained["preset"], "init": str(args.init or ""),
+              "image_size": trained["image_size"], "AP": ours["ap"],
               "NoC@90_model_only": ours["noc"]["model-only"]["NoC@90"],
               "NoC@90_refine": ours["noc"]["refine"]["NoC@90"]}
     if args.peer and str(args.peer) and Path(args.peer).is_file():

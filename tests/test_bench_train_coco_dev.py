@@ -33,7 +33,8 @@ def test_bench_trains_on_real_images_and_compares_with_a_peer(tmp_path, capsys):
     summary = load_bench().main([
         "--data", str(COCO_MINI), "--peer", str(peer), "--preset", "tiny",
         "--minutes", "0.05", "--epochs", "1", "--batch-size", "2", "--threads", "1",
-        "--workers", "0", "--noc-images", "3", "--out", str(tmp_path / "run")])
+        "--workers", "0", "--noc-images", "3", "--cache-backbone-features",
+        "--out", str(tmp_path / "run")])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0]["kind"] == "machine" and lines[0]["evaluated_on"] == "the training images"
     assert lines[-1] == summary
@@ -49,4 +50,7 @@ def test_bench_trains_on_real_images_and_compares_with_a_peer(tmp_path, capsys):
     # Keypoints 3 px off: close to, but not exactly, the ground truth.
     assert 0.5 < summary["peer_AP"] < 1.0 and summary["peer"] == "peer"
     assert 0.0 <= summary["AP"] <= 1.0
+    assert summary["preset"] == "tiny" and summary["image_size"] == 256
+    train = next(r for r in lines if r["kind"] == "train")
+    assert train["train_config"]["cache_backbone_features"] is True
     assert (tmp_path / "run" / "last" / "config.json").is_file()
