@@ -24,6 +24,9 @@ def predict_command(
     max_persons: Annotated[int | None, Opt(
         "--max-persons", help="keep the N best-scored persons per image")] = None,
     workers: Annotated[int, Opt("--workers", min=0)] = 0,
+    flip_test: Annotated[bool, Opt(
+        "--flip-test", help="average each pose with the one decoded on the mirrored image "
+                            "(about twice the time)")] = False,
 ) -> None:
     """Predict every image of a dataset folder; write COCO keypoint results (atomically)."""
     from clickpose.data.errors import DataError
@@ -34,7 +37,8 @@ def predict_command(
     console = Console(highlight=False)
     try:
         results = predict_folder(checkpoint, data, out, batch_size=batch_size, device=device,
-                                 max_persons=max_persons, workers=workers)
+                                 max_persons=max_persons, workers=workers,
+                                 flip_test=flip_test)
     except (DataError, SchemaError, CheckpointError) as e:
         console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         raise typer.Exit(1) from None

@@ -180,7 +180,33 @@ class ClickPose(nn.Module):
 
     def forward(self, images: Tensor, mask: Tensor, dn: dict | None = None) -> dict:
         state = self.encode(images, mask)
-        return self.decode_keypoints(state, self.detect_humans(state), dn=dn)
+        humans = self.detect_humans(state)
+        outputs = self.decode_keypoints(state, humans, dn=dn)
+        if self.config.flip_test and not self.training and dn is None:
+            outputs["pred_keypoints"] = self.flip_averaged_keypoints(images, mask, humans,
+                                                                     outputs)
+        return outputs
+
+    @torch.no_grad()
+    def flip_averaged_keypoints(self, images: Tensor, mask: Tensor, humans: HumanState,
+                                outputs: dict) -> Tensor:
+        """The mean of each person's keypoints and those the decoder gives the same person
+        on the mirrored image (its box mirrored, started from its mirrored pose), mirrored
+        back with left and right exchanged. Each image mirrors within its own unpadded
+        width, so normalized x maps to 1 - x."""
+        permutation = torch.tensor(self.schema.flip_permutation, device=images.device)
+
+        def mirror(keypoints: Tensor) -> Tensor:
+            keypoints = keypoints[:, :, permutation].clone()
+            keypoints[..., 0] = 1.0 - keypoints[..., 0]
+            return keypoints
+
+        state = self.encode(mirror_within_valid(images, mask), mask)
+        boxes = humans.boxes.clone()
+        boxes[..., 0] = 1.0 - boxes[..., 0]
+        mirrored = self.decode_keypoints(state, HumanState(humans.content, boxes, humans.logits),
+                                         init_keypoints=mirror(outputs["pred_keypoints"]))
+        return (outputs["pred_keypoints"] + mirror(mirrored["pred_keypoints"])) / 2
 
     def snap_keypoints(self, state: EncoderState, last: dict, pinned: Tensor) -> Tensor:
         """The last layer's keypoints, drawn to the heatmap evidence close by (config
@@ -244,6 +270,16 @@ def build_model(config: ModelConfig, schema: KeypointSchema) -> ClickPose:
             f"'{schema.name}' has {schema.num_keypoints} keypoints; build the model from the "
             "schema it will be trained on (leave num_keypoints unset to take the schema's)")
     return ClickPose(config, schema)
+
+
+def mirror_within_valid(images: Tensor, mask: Tensor) -> Tensor:
+    """(B, 3, H, W) images mirrored left-right within each one's unpadded width (mask
+    (B, H, W) True on padding, which stays where it is)."""
+    mirrored = images.clone()
+    widths = (~mask[:, 0]).sum(-1).tolist()
+    for b, width in enumerate(widths):
+        mirrored[b, ..., :width] = images[b, ..., :width].flip(-1)
+    return mirrored
 
 
 def boxes_xyxy_to_normalized(boxes_xyxy, size: tuple[int, int]) -> Tensor:

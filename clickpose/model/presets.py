@@ -57,6 +57,9 @@ class ModelConfig(BaseModel):
     # Off: with the offsets, the decoder's keypoints beat the snapped ones once trained
     # (bench/results/train_synthetic_snap_*.jsonl); 0.08 helped before the offsets.
     heatmap_snap: float | None = Field(None, gt=0.0)
+    # Batch prediction only: decode every person again on the mirrored image and average
+    # the two poses (test-time flip; about twice a prediction's cost). Sessions never flip.
+    flip_test: bool = False
     # Predicted persons whose boxes overlap a better one's by more than this IoU are
     # duplicates, dropped from predictions (None keeps them all). A session opened without
     # poses keeps every candidate: the NoC protocol matches among them.

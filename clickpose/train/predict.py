@@ -13,8 +13,10 @@ from clickpose.train.loop import pick_device
 
 def predict_folder(checkpoint: str | Path, data: str | Path, out: str | Path | None = None,
                    batch_size: int = 4, device: str | None = None, max_persons: int | None = None,
-                   workers: int = 0, progress: bool = True) -> list[dict]:
+                   workers: int = 0, progress: bool = True, flip_test: bool = False
+                   ) -> list[dict]:
     """COCO results of `checkpoint` on every image of `data`; written to `out` when given.
+    `flip_test`: average each pose with the one decoded on the mirrored image.
 
     Refuses data whose keypoint schema differs from the checkpoint's (SchemaError).
     """
@@ -23,6 +25,8 @@ def predict_folder(checkpoint: str | Path, data: str | Path, out: str | Path | N
     dev = pick_device(device)
     dataset = load_coco_dataset(data)
     model = load_model(checkpoint, dev, schema=dataset.schema)
+    if flip_test:
+        model.config = model.config.model_copy(update={"flip_test": True})
     mc = model.config
     dataset.transforms = eval_transforms(mc.image_size, mc.max_size, mean=mc.pixel_mean,
                                          std=mc.pixel_std)
