@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.evaluation import emit, ground_truth
+from bench.evaluation import emit, first_images, ground_truth
 from bench.latency import machine
 from clickpose.evaluate import evaluate_ap
 from clickpose.evaluate.matching import TargetPersons
@@ -72,8 +72,9 @@ def measure(model, dataset: dict, folder: Path, options: dict, limit: int | None
     by_image: dict[int, list[dict]] = {}
     for a in dataset["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
+    subset = first_images(dataset, limit)
     results, times, adopted, drawn = [], [], 0, 0
-    for image in dataset["images"][:limit]:
+    for image in subset["images"]:
         targets = TargetPersons.from_annotations(by_image.get(image["id"], []), image["width"],
                                                  image["height"], schema.num_keypoints)
         if targets.num_persons == 0:
@@ -84,9 +85,6 @@ def measure(model, dataset: dict, folder: Path, options: dict, limit: int | None
         times += ms
         adopted += used
         drawn += targets.num_persons
-    kept = {im["id"] for im in dataset["images"][:limit]}
-    subset = {**dataset, "images": [im for im in dataset["images"] if im["id"] in kept],
-              "annotations": [a for a in dataset["annotations"] if a["image_id"] in kept]}
     ap = evaluate_ap(subset, results, schema)
     return {"AP": ap.stats["AP"], "AP50": ap.stats["AP50"], "AP75": ap.stats["AP75"],
             "boxes_drawn": drawn, "adopted_candidate": adopted / max(drawn, 1),

@@ -88,15 +88,13 @@ class InteractiveSession:
 
     # ---- opening ---------------------------------------------------------------------
     def _detect(self, min_score: float, max_persons: int | None) -> tuple[list[_Person], Poses]:
-        humans = self.model.detect_humans(self._state)
-        outputs = self.model.decode_keypoints(self._state, humans)
+        humans, outputs = self._decode_candidates()
         # Every candidate stays (the NoC protocol matches among the top-k), best first;
         # predictions drop duplicates (ClickPose.postprocess), and a session opened on them
         # (initial_poses) has none.
         scores = outputs["pred_scores"][0]
         order = torch.argsort(scores, descending=True)
         order = order[scores[order] >= min_score][:max_persons]
-        self._candidates = _Candidates(outputs["pred_boxes"][0], outputs["pred_keypoints"][0])
         persons = [_Person(content=humans.content[0, i], box=outputs["pred_boxes"][0, i],
                            start_keypoints=outputs["pred_keypoints"][0, i], source="detected",
                            score=float(scores[i]), candidate=i) for i in order.tolist()]
@@ -155,15 +153,17 @@ class InteractiveSession:
         box = boxes_xyxy_to_normalized(box_xyxy, self.image_size)[0].to(self._scale.device)
         self._push()
         with self._inference():
-            content = self.model.humans_from_boxes(box[None, None]).content[0, 0]
+            drawn = self.model.humans_from_boxes(box[None, None])
+            content = drawn.content[0, 0]
             candidate = self._overlapping_candidate(box)
             if candidate is not None:
                 start, passes = self._candidates.keypoints[candidate], 1
             else:
                 start = self.model.default_keypoints(box[None, None], self._state)[0, 0]
                 passes = self.proposal_passes
-            for _ in range(passes - 1):
-                start = self._decode_one(content, box, start)
+            for _ in range(passes - 1):  # the person alone, from the last pass's pose
+                start = self.model.decode_keypoints(
+                    self._state, drawn, start[None, None])["pred_keypoints"][0, 0]
         self._persons.append(_Person(content=content, box=box, start_keypoints=start,
                                      source="drawn", score=1.0, candidate=candidate))
         poses = self._decode()
@@ -266,10 +266,7 @@ class InteractiveSession:
         if self.adopt_candidate_iou is None:
             return None
         if self._candidates is None:
-            humans = self.model.detect_humans(self._state)
-            outputs = self.model.decode_keypoints(self._state, humans)
-            self._candidates = _Candidates(outputs["pred_boxes"][0],
-                                           outputs["pred_keypoints"][0])
+            self._decode_candidates()
         candidates = box_cxcywh_to_xyxy(self._candidates.boxes)
         iou = box_iou(box_cxcywh_to_xyxy(box[None]), candidates)[0][0]
         if self._persons:
@@ -281,12 +278,12 @@ class InteractiveSession:
             return None
         return int(iou.argmax())
 
-    def _decode_one(self, content: Tensor, box: Tensor, start: Tensor) -> Tensor:
-        """(K, 2) keypoints the decoder gives one person alone, from `start`."""
-        humans = HumanState(content[None, None], box[None, None],
-                            torch.zeros(1, 1, 1, device=box.device))
-        out = self.model.decode_keypoints(self._state, humans, start[None, None])
-        return out["pred_keypoints"][0, 0]
+    def _decode_candidates(self) -> tuple[HumanState, dict]:
+        """The human decoder's persons and their first decode; kept as the candidates."""
+        humans = self.model.detect_humans(self._state)
+        outputs = self.model.decode_keypoints(self._state, humans)
+        self._candidates = _Candidates(outputs["pred_boxes"][0], outputs["pred_keypoints"][0])
+        return humans, outputs
 
     def _decode(self) -> Poses:
         """Run the keypoint decoder for all persons with all clicks pinned."""
