@@ -136,12 +136,13 @@ def test_adaptation_refuses_a_schema_that_is_not_a_prefix(tmp_path):
         init_from_checkpoint(_tiny(coco17()), tmp_path / "grown")
 
 
-def test_training_state_round_trip(tmp_path):
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_training_state_round_trip(tmp_path, schedule):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     net.backbone = torch.nn.Linear(2, 2)
     opt = build_optimizer(net, lr=1e-3)
-    sched = build_scheduler(opt, total_steps=10)
+    sched = build_scheduler(opt, total_steps=10, kind=schedule)
     for _ in range(3):
         opt.zero_grad()
         net(torch.randn(5, 4)).pow(2).sum().backward()
@@ -154,13 +155,14 @@ def test_training_state_round_trip(tmp_path):
     expected_rand, expected_gen = torch.rand(3), torch.rand(3, generator=gen)
 
     opt2 = build_optimizer(net, lr=1e-3)
-    sched2 = build_scheduler(opt2, total_steps=10)
+    sched2 = build_scheduler(opt2, total_steps=10, kind=schedule)
     gen2 = torch.Generator()
     state = load_training_state(tmp_path, opt2, sched2, {"noise": gen2})
     assert state == {"epoch": 4, "extra": {"best": 0.25}}
     assert torch.equal(torch.rand(3), expected_rand)
     assert torch.equal(torch.rand(3, generator=gen2), expected_gen)
     assert sched2.last_epoch == sched.last_epoch and sched2.get_last_lr() == sched.get_last_lr()
+    assert vars(sched2.lr_lambdas[0]) == vars(sched.lr_lambdas[0])
     s1, s2 = opt.state_dict(), opt2.state_dict()
     assert s1["param_groups"] == s2["param_groups"]
     for pid, entries in s1["state"].items():

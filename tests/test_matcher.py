@@ -3,7 +3,7 @@ import torch
 
 from clickpose.keypoints import coco17
 from clickpose.model.criterion import normalize_targets
-from clickpose.model.matcher import HungarianMatcher
+from clickpose.model.matcher import HungarianMatcher, PaddedTargets
 
 SCHEMA = coco17()
 K = SCHEMA.num_keypoints
@@ -111,3 +111,28 @@ def test_box_only_person_is_matched_by_its_box():
     assert dict(zip(src.tolist(), tgt.tolist())) == {0: 1, 1: 0}
     (src, tgt), = _match(out, [_target(gts, vis=vis)], cost_bbox=0.0, cost_giou=0.0)
     assert dict(zip(src.tolist(), tgt.tolist())) == {2: 1, 1: 0}
+
+
+def test_batched_costs_equal_each_image_costed_alone():
+    # Images with 2, 0 and 3 persons (one of them box-only): padding to the batch's largest
+    # person count must change no image's cost block, nor its assignment.
+    torch.manual_seed(0)
+    poses = [[_pose(60, 50), _pose(300, 120)], [], [_pose(80, 60), _pose(200, 90), _pose(330, 150)]]
+    vis = torch.full((3, K), 2.0)
+    vis[1] = 0
+    targets = normalize_targets([_target(poses[0]), _target([]), _target(poses[2], vis=vis)])
+    outputs = {"pred_logits": torch.randn(3, 6, 1), "pred_boxes": torch.rand(3, 6, 4) * 0.5 + 0.2,
+               "pred_keypoints": torch.rand(3, 6, K, 2)}
+    matcher = HungarianMatcher(SCHEMA.sigmas)
+    costs = matcher.batch_costs(outputs, PaddedTargets.of(targets))
+    assert costs.shape == (3, 6, 3)
+    for b, target in enumerate(targets):
+        alone = matcher.cost_matrix(outputs, b, target)
+        assert alone.shape == (6, len(target["boxes"]))
+        assert torch.allclose(costs[b, :, :len(target["boxes"])], alone, atol=1e-5)
+    indices = matcher(outputs, targets)
+    for b, (src, tgt) in enumerate(indices):
+        one = {k: v[b:b + 1] for k, v in outputs.items()}
+        (src1, tgt1), = matcher(one, [targets[b]])
+        assert torch.equal(src, src1) and torch.equal(tgt, tgt1)
+    assert [len(s) for s, _ in indices] == [2, 0, 3]

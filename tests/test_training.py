@@ -1,4 +1,5 @@
 """Training: a few steps lower the loss; feedback clicks; run folder, resume, --init, predict."""
+import itertools
 import json
 
 import pytest
@@ -235,6 +236,33 @@ def test_time_limit_moves_the_lr_drop_into_the_run():
     assert fit_drop_to_deadline(scheduler, 400, 50.0, 1e4) == 400
     fresh = build_scheduler(build_optimizer(model), total_steps=1_000, warmup_steps=10)
     assert fit_drop_to_deadline(fresh, 5, 1.0, 0.0) == 10
+
+
+def test_cosine_schedule_decays_smoothly_and_fits_the_deadline():
+    from clickpose.train.optim import WarmupCosineSchedule, fit_schedule_to_deadline
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = build_optimizer(model, lr=1e-3)
+    scheduler = build_scheduler(optimizer, total_steps=1_000, warmup_steps=10, kind="cosine")
+    schedule = scheduler.lr_lambdas[0]
+    assert isinstance(schedule, WarmupCosineSchedule)
+    factors = [schedule(step) for step in range(1_200)]
+    assert factors[0] == pytest.approx(0.1) and factors[10] == pytest.approx(1.0)
+    after_warmup = factors[10:]
+    assert all(a >= b for a, b in itertools.pairwise(after_warmup))  # never rises
+    assert factors[505] == pytest.approx(0.5 + 0.5 * 0.01, abs=1e-3)     # halfway: half
+    assert factors[1_000] == pytest.approx(0.01) and factors[1_199] == pytest.approx(0.01)
+    for _ in range(100):
+        optimizer.step()
+        scheduler.step()
+    # 100 steps done, 2 steps/s, 150 s left: the cosine ends at step 400 instead of 1,000.
+    assert fit_schedule_to_deadline(scheduler, 100, 2.0, 150.0) == 400
+    assert schedule(400) == pytest.approx(0.01)
+    # Never past the planned end, never before the steps already done.
+    assert fit_schedule_to_deadline(scheduler, 100, 100.0, 1e4) == 1_000
+    assert fit_schedule_to_deadline(scheduler, 100, 1.0, 0.0) == 101
+    with pytest.raises(ValueError, match="lr schedule 'linear' is unknown"):
+        build_scheduler(optimizer, total_steps=10, kind="linear")
 
 
 def test_tiny_backbone_is_pretrained_and_frozen():

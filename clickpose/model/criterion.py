@@ -26,7 +26,7 @@ from clickpose.model.losses import (
     oks_similarity,
     sigmoid_focal_loss,
 )
-from clickpose.model.matcher import HungarianMatcher
+from clickpose.model.matcher import HungarianMatcher, PaddedTargets
 from clickpose.model.pose_errors import DnTargets
 
 SCORE_TARGETS = ("match", "oks")
@@ -190,29 +190,25 @@ class SetCriterion(nn.Module):
             _gather_targets(tn, indices, "area"), _scales(tn, indices), num)
 
     # ---- groups of outputs --------------------------------------------------------
-    def output_losses(self, out: dict, tn: list[dict], num: float) -> tuple[dict, list]:
+    def output_losses(self, out: dict, tn: list[dict], num: float,
+                      padded: PaddedTargets | None = None) -> tuple[dict, list]:
         """Match one output dict to the targets; its person (and keypoint) terms."""
-        indices = self.matcher(out, tn)
+        indices = self.matcher(out, tn, padded)
         keypoint_terms, pose_oks = {}, None
         if "pred_keypoints" in out:
             keypoint_terms, pose_oks = self.matched_keypoint_losses(out, tn, indices, num)
         return {**self.person_losses(out, tn, indices, num, pose_oks), **keypoint_terms}, indices
 
-    def dn_losses(self, dn_out: dict, tn: list[dict], dn_targets: DnTargets) -> dict:
+    def dn_losses(self, dn_out: dict, padded: PaddedTargets, dn_targets: DnTargets) -> dict:
         """Reconstruction terms of the denoising queries against the pose they copy."""
         index = dn_targets.target_index
         batch, query = torch.nonzero(index >= 0, as_tuple=True)
         gt_index = index[batch, query]
         num = max(len(batch), 1)
-
-        def pick(key: str) -> Tensor:
-            return torch.stack([tn[b][key][j] for b, j in zip(batch.tolist(), gt_index.tolist())]) \
-                if len(batch) else tn[0][key][:0]
-
-        gt_kpts, weights, area = pick("keypoints"), pick("keypoint_weights"), pick("area")
-        scale = torch.stack([tn[b]["scale"] for b in batch.tolist()]) if len(batch) \
-            else torch.zeros(0, 2, device=index.device)
-        gt_boxes = pick("boxes")
+        gt_kpts = padded.keypoints[batch, gt_index]
+        weights = padded.keypoint_weights[batch, gt_index]
+        area, gt_boxes = padded.area[batch, gt_index], padded.boxes[batch, gt_index]
+        scale = padded.scale[batch]
 
         def one(layer: dict) -> dict:
             vis = layer.get("pred_visibility")
@@ -256,12 +252,14 @@ class SetCriterion(nn.Module):
         """
         tn = targets if normalized else normalize_targets(targets)
         num = float(max(sum(len(t["boxes"]) for t in tn), 1))
-        raw, _ = self.output_losses(outputs, tn, num)
+        padded = PaddedTargets.of(tn, outputs["pred_boxes"].device)
+        raw, _ = self.output_losses(outputs, tn, num, padded)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
-            raw.update({f"{k}_aux{i}": v for k, v in self.output_losses(aux, tn, num)[0].items()})
+            raw.update({f"{k}_aux{i}": v
+                        for k, v in self.output_losses(aux, tn, num, padded)[0].items()})
         for i, aux in enumerate(outputs.get("human_aux_outputs", [])):
             raw.update({f"{k}_human{i}": v
-                        for k, v in self.output_losses(aux, tn, num)[0].items()})
+                        for k, v in self.output_losses(aux, tn, num, padded)[0].items()})
         if "keypoint_heatmap" in outputs:
             raw["heatmap"] = heatmap_focal_loss(outputs["keypoint_heatmap"],
                                                 outputs["heatmap_mask"], tn, self.sigmas)
@@ -269,11 +267,11 @@ class SetCriterion(nn.Module):
             raw["offsets"] = offset_l1_loss(outputs["keypoint_offsets"], outputs["heatmap_mask"], tn)
         losses = self.weighted(raw, factor, prefix)
         if "enc_outputs" in outputs:
-            enc, _ = self.output_losses(outputs["enc_outputs"], tn, num)
+            enc, _ = self.output_losses(outputs["enc_outputs"], tn, num, padded)
             losses.update(self.weighted({f"{k}_enc": v for k, v in enc.items()},
                                         factor * self.weights.enc, prefix))
         if dn_targets is not None and outputs.get("dn") is not None:
-            losses.update(self.weighted(self.dn_losses(outputs["dn"], tn, dn_targets),
+            losses.update(self.weighted(self.dn_losses(outputs["dn"], padded, dn_targets),
                                         factor, prefix))
         return losses
 

@@ -13,6 +13,7 @@ from torch import Tensor
 from torchvision.ops import box_convert, generalized_box_iou, sigmoid_focal_loss
 
 __all__ = [
+    "batched_generalized_box_iou",
     "box_cxcywh_to_xyxy",
     "box_xyxy_to_cxcywh",
     "focal_class_cost",
@@ -53,15 +54,30 @@ def oks_similarity(pred: Tensor, gt: Tensor, weights: Tensor, areas: Tensor, sig
 
 def pairwise_oks(pred: Tensor, gt: Tensor, weights: Tensor, areas: Tensor, sigmas: Tensor,
                  scale: Tensor) -> Tensor:
-    """OKS of every prediction with every ground truth of one image.
+    """OKS of every prediction with every ground truth of the same image, over a batch.
 
-    pred (P, K, 2), gt (G, K, 2) normalized; weights (G, K); areas (G,); scale (2,) (w, h).
-    Returns (P, G).
+    pred (B, P, K, 2), gt (B, G, K, 2) normalized; weights (B, G, K); areas (B, G);
+    scale (B, 2) image (w, h). Returns (B, P, G).
     """
-    diff = (pred[:, None] - gt[None]) * scale  # (P, G, K, 2)
+    diff = (pred[:, :, None] - gt[:, None]) * scale[:, None, None, None, :]  # (B, P, G, K, 2)
     sq = (diff ** 2).sum(-1)
-    terms = _oks_terms(sq, areas[None, :, None], sigmas) * weights[None]
-    return terms.sum(-1) / weights.sum(-1).clamp(min=1e-6)[None]
+    terms = _oks_terms(sq, areas[:, None, :, None], sigmas) * weights[:, None]
+    return terms.sum(-1) / weights.sum(-1).clamp(min=1e-6)[:, None]
+
+
+def batched_generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """GIoU of every box of boxes1 (B, P, 4) with every box of boxes2 (B, G, 4), both xyxy,
+    per batch item: (B, P, G). torchvision's generalized_box_iou, over a batch."""
+    a, b = boxes1[:, :, None], boxes2[:, None]
+    area1 = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area2 = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    inter_wh = (torch.min(a[..., 2:], b[..., 2:]) - torch.max(a[..., :2], b[..., :2])).clamp(min=0)
+    inter = inter_wh[..., 0] * inter_wh[..., 1]
+    union = area1 + area2 - inter
+    iou = inter / union
+    hull_wh = (torch.max(a[..., 2:], b[..., 2:]) - torch.min(a[..., :2], b[..., :2])).clamp(min=0)
+    hull = hull_wh[..., 0] * hull_wh[..., 1]
+    return iou - (hull - union) / hull
 
 
 def focal_class_cost(logits: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from clickpose.model.criterion import SetCriterion
+from clickpose.model.matcher import PaddedTargets
 from clickpose.model.pose_errors import sample_num_pinned
 
 KEYPOINT_OUTPUT_KEYS = ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility")
@@ -30,27 +31,35 @@ def keypoint_decoder_outputs(outputs: dict) -> dict:
 
 @torch.no_grad()
 def simulate_clicks(keypoints: Tensor, pinned: Tensor, indices: list[tuple[Tensor, Tensor]],
-                    targets: list[dict]) -> tuple[Tensor, Tensor]:
+                    targets: list[dict] | PaddedTargets) -> tuple[Tensor, Tensor]:
     """One click per matched person on its worst unpinned labelled keypoint.
 
     keypoints (B, N, K, 2) normalized, pinned (B, N, K); targets normalized
-    (criterion.normalize_targets). Returns new (keypoints, pinned); persons with nothing
-    left to fix are not clicked.
+    (criterion.normalize_targets), or those padded. Returns new (keypoints, pinned); persons
+    with nothing left to fix are not clicked. The whole batch's matched persons at once.
     """
     keypoints, pinned = keypoints.clone(), pinned.clone()
-    for b, (src, tgt) in enumerate(indices):
-        if len(src) == 0:
-            continue
-        src, tgt = src.to(keypoints.device), tgt.to(keypoints.device)
-        gt = targets[b]["keypoints"][tgt].to(keypoints.dtype)          # (M, K, 2)
-        weight = targets[b]["keypoint_weights"][tgt]                   # (M, K)
-        error = (keypoints[b, src] - gt).abs().sum(-1) * weight
-        error = error.masked_fill(pinned[b, src] | (weight == 0), -1.0)
-        worst = error.argmax(1)
-        clickable = error.max(1).values >= 0
-        person, kp = src[clickable], worst[clickable]
-        keypoints[b, person, kp] = gt[clickable, kp]
-        pinned[b, person, kp] = True
+    device = keypoints.device
+    batch = torch.cat([torch.full((len(src),), b, dtype=torch.int64)
+                       for b, (src, _) in enumerate(indices)]).to(device)
+    src = torch.cat([src for src, _ in indices]).to(device)
+    tgt = torch.cat([tgt for _, tgt in indices]).to(device)
+    if len(batch) == 0:
+        return keypoints, pinned
+    if isinstance(targets, PaddedTargets):
+        gt, weight = targets.keypoints[batch, tgt], targets.keypoint_weights[batch, tgt]
+    else:
+        gt = torch.cat([t["keypoints"][j.to(device)] for t, (_, j) in zip(targets, indices)])
+        weight = torch.cat([t["keypoint_weights"][j.to(device)]
+                            for t, (_, j) in zip(targets, indices)])
+    gt = gt.to(keypoints.dtype)                                          # (M, K, 2)
+    error = (keypoints[batch, src] - gt).abs().sum(-1) * weight
+    error = error.masked_fill(pinned[batch, src] | (weight == 0), -1.0)
+    worst = error.argmax(1)
+    rows = torch.nonzero(error.max(1).values >= 0)[:, 0]
+    b, person, kp = batch[rows], src[rows], worst[rows]
+    keypoints[b, person, kp] = gt[rows, kp]
+    pinned[b, person, kp] = True
     return keypoints, pinned
 
 
@@ -67,13 +76,14 @@ def feedback_losses(model, criterion: SetCriterion, state, humans, outputs: dict
     if num_rounds is None:
         num_rounds = int(sample_num_pinned(1, max_rounds or num_k, generator)[0])
     base = keypoint_decoder_outputs(outputs)
-    indices = criterion.matcher(base, targets)
+    padded = PaddedTargets.of(targets, outputs["pred_keypoints"].device)
+    indices = criterion.matcher(base, targets, padded)
     # float32: a clicked keypoint must be the ground truth exactly, even under bf16 autocast.
     keypoints = outputs["pred_keypoints"].detach().float()
     pinned = torch.zeros(keypoints.shape[:3], dtype=torch.bool, device=keypoints.device)
     refined = None
     for r in range(num_rounds):
-        keypoints, pinned = simulate_clicks(keypoints, pinned, indices, targets)
+        keypoints, pinned = simulate_clicks(keypoints, pinned, indices, padded)
         last = r == num_rounds - 1
         with torch.set_grad_enabled(last and torch.is_grad_enabled()):
             refined = model.decode_keypoints(state, humans, init_keypoints=keypoints, pinned=pinned)

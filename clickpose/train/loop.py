@@ -37,7 +37,7 @@ from clickpose.model.criterion import SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
 from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
 from clickpose.train.feature_cache import BackboneFeatureCache, backbone_is_frozen
-from clickpose.train.optim import build_optimizer, build_scheduler, fit_drop_to_deadline
+from clickpose.train.optim import build_optimizer, build_scheduler, fit_schedule_to_deadline
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -52,6 +52,7 @@ class TrainConfig(BaseModel):
     epochs: int = 10
     batch_size: int = 8
     lr: float = 1e-4
+    lr_schedule: Literal["step", "cosine"] = "step"  # cosine: smooth decay to 1 % of lr
     backbone_lr_mult: float = 0.1
     weight_decay: float = 1e-4
     clip_max_norm: float = 0.1
@@ -238,7 +239,8 @@ def _train(cfg: TrainConfig, log) -> dict:
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_mult)
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else \
         min(len(train_loader), cfg.max_steps_per_epoch)
-    scheduler = build_scheduler(optimizer, max(1, steps_per_epoch * cfg.epochs))
+    scheduler = build_scheduler(optimizer, max(1, steps_per_epoch * cfg.epochs),
+                                kind=cfg.lr_schedule)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
     generators = {"noise": noise_gen, "loader": loader_gen}
 
@@ -284,8 +286,8 @@ def _train(cfg: TrainConfig, log) -> dict:
                                       "misses": feature_cache.misses,
                                       "mb": round(feature_cache.bytes / 2**20, 1)}
         if deadline is not None and stats["seconds"] > 0:
-            # The time limit, not the epoch count, ends this run: drop the lr in time.
-            fit_drop_to_deadline(scheduler, scheduler.last_epoch,
+            # The time limit, not the epoch count, ends this run: lower the lr in time.
+            fit_schedule_to_deadline(scheduler, scheduler.last_epoch,
                                  stats["steps"] / stats["seconds"], deadline - time.monotonic())
         record = {"epoch": epoch, "train": stats, "lr": optimizer.param_groups[-1]["lr"],
                   "elapsed_s": time.monotonic() - started}

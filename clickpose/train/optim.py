@@ -1,5 +1,5 @@
 """AdamW with a smaller learning rate for the backbone (and for deformable sampling offsets),
-and a warmup-then-step schedule, as the DETR family trains."""
+and a warmup-then-step schedule, as the DETR family trains (or warmup-then-cosine)."""
 from __future__ import annotations
 
 import math
@@ -52,12 +52,65 @@ class WarmupStepSchedule:
         return self.gamma if step >= self.drop_step else 1.0
 
 
+class WarmupCosineSchedule:
+    """lr factor per step: linear warmup, then half a cosine from 1 down to `floor` at
+    `total_steps` (and `floor` after). A plain object like WarmupStepSchedule."""
+
+    def __init__(self, warmup_steps: int, total_steps: int, floor: float = 0.01):
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = max(int(total_steps), self.warmup_steps + 1)
+        # The end the epoch count asked for: a deadline may bring it earlier, never later.
+        self.planned_total_steps = self.total_steps
+        self.floor = float(floor)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / (self.total_steps - self.warmup_steps))
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+LR_SCHEDULES = ("step", "cosine")
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int | None = None,
-                    drop_fraction: float = 0.8, gamma: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+                    drop_fraction: float = 0.8, gamma: float = 0.1, kind: str = "step"
+                    ) -> torch.optim.lr_scheduler.LambdaLR:
+    """kind 'step': the lr falls by `gamma` at `drop_fraction` of the steps; 'cosine': it
+    decays smoothly to `gamma` / 10 of the peak over all the steps."""
+    if kind not in LR_SCHEDULES:
+        raise ValueError(f"lr schedule '{kind}' is unknown; use one of {', '.join(LR_SCHEDULES)}")
     if warmup_steps is None:
         warmup_steps = min(200, max(1, total_steps // 20))
-    drop = max(warmup_steps, math.ceil(total_steps * drop_fraction))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupStepSchedule(warmup_steps, drop, gamma))
+    if kind == "cosine":
+        schedule = WarmupCosineSchedule(warmup_steps, total_steps, floor=gamma / 10)
+    else:
+        schedule = WarmupStepSchedule(warmup_steps, max(warmup_steps, math.ceil(
+            total_steps * drop_fraction)), gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def fit_schedule_to_deadline(scheduler: torch.optim.lr_scheduler.LambdaLR, steps_done: int,
+                             steps_per_second: float, seconds_left: float) -> int | None:
+    """A time-limited run ends before its nominal last step: the step schedule's drop
+    (fit_drop_to_deadline) or the cosine's end (fit_cosine_to_deadline) moves to fit the
+    steps the time allows. Returns that step."""
+    if isinstance(scheduler.lr_lambdas[0], WarmupCosineSchedule):
+        return fit_cosine_to_deadline(scheduler, steps_done, steps_per_second, seconds_left)
+    return fit_drop_to_deadline(scheduler, steps_done, steps_per_second, seconds_left)
+
+
+def fit_cosine_to_deadline(scheduler: torch.optim.lr_scheduler.LambdaLR, steps_done: int,
+                           steps_per_second: float, seconds_left: float) -> int | None:
+    """The cosine's last step moved to the steps the time allows (latest speed estimate,
+    never past the planned end, never before the steps already done)."""
+    schedule = scheduler.lr_lambdas[0]
+    if not isinstance(schedule, WarmupCosineSchedule) or steps_per_second <= 0:
+        return None
+    expected_total = math.ceil(steps_done + steps_per_second * max(seconds_left, 0.0))
+    schedule.total_steps = max(schedule.warmup_steps + 1, steps_done + 1,
+                               min(schedule.planned_total_steps, expected_total))
+    return schedule.total_steps
 
 
 def fit_drop_to_deadline(scheduler: torch.optim.lr_scheduler.LambdaLR, steps_done: int,
