@@ -456,12 +456,28 @@ def target_report(curves: dict) -> dict:
               "best_fraction": others.get(best), "target_fraction": TARGET_FRACTION,
               "random_gain": gain, "random_seed_spread": spread, "informative": informative,
               "met": bool(informative and best is not None and others[best] <= TARGET_FRACTION)}
+    if informative and best is None:
+        report["note"] = ("no other strategy reached random selection's final AP within the "
+                          "clicks it spent: random is the best choice on this campaign")
     if not informative:
         report["note"] = (
             f"random selection gained no AP that the seeds resolve (gain {gain:.4f}; needs "
             f">= {MIN_AP_GAIN} and > 2 x the seeds' spread {spread:.4f}) or spent no clicks: "
             "which strategy 'reaches' its final AP first is noise, the fraction says nothing")
     return report
+
+
+def clicks_axis_title(target: dict) -> str:
+    """The clicks plot's title: what the target line concluded."""
+    title = "AP vs clicks spent"
+    if "random_final_ap" not in target:
+        return title
+    if not target.get("informative"):
+        return title + "\n(random selection gained no AP the seeds resolve: no click target)"
+    if target.get("best_fraction") is None:
+        return title + "\n(no strategy reached random's final AP within its clicks)"
+    return title + (f"\n{target['best_strategy']} reaches random's final AP with "
+                    f"{100 * target['best_fraction']:.0f}% of its clicks")
 
 
 def plot(curves: dict, target: dict, path: Path) -> None:
@@ -483,14 +499,8 @@ def plot(curves: dict, target: dict, path: Path) -> None:
             ax.axhline(target["random_final_ap"], color="grey", linewidth=0.8, linestyle=":")
     seeds = len(next(iter(curves.values()))["seeds"]) if curves else 0
     axes[0].set(xlabel="images labeled", ylabel="val OKS AP", title="AP vs images labeled")
-    title = "AP vs clicks spent"
-    if target.get("informative") and target.get("best_fraction") is not None:
-        title += (f"\n{target['best_strategy']} reaches random's final AP with "
-                  f"{100 * target['best_fraction']:.0f}% of its clicks")
-    elif "random_final_ap" in target:
-        title += "\n(random selection gained no AP the seeds resolve: no click target)"
     axes[1].set(xlabel="clicks spent (simulated annotator, refine mode)", ylabel="val OKS AP",
-                title=title)
+                title=clicks_axis_title(target))
     axes[1].legend(fontsize=8)
     fig.suptitle(f"Active learning on synthetic people (tiny preset, mean of {seeds} seeds)")
     fig.tight_layout()

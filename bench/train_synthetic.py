@@ -4,7 +4,8 @@
         [--val-images 200] [--seed 1] [--size 256] [--cache work/bench_synth]
         [--out work/bench_runs/train_synthetic] [--threads N] [--workers 0] [--augment]
         [--lr 1.6e-3] [--lr-schedule step|cosine] [--batch-size 8] [--dn-groups 1] [--epochs 16] [--noc-images 200]
-        [--heatmap-fine-level 1] [--no-heatmap-offsets] [--score-target match|oks]
+        [--heatmap-fine-level 1] [--no-heatmap-offsets] [--max-humans N] [--image-size PX]
+        [--score-target match|oks]
         [--device cpu|cuda]
 
 The synthetic `photo` images are generated once per (count, seed, size) and reused from
@@ -58,7 +59,7 @@ def cached_dataset(cache: Path, images: int, seed: int, size: int, style: str = 
 def model_overrides(args) -> dict:
     """The preset's options this run changes."""
     overrides = {"heatmap_fine_level": args.heatmap_fine_level,
-                 "heatmap_offsets": args.heatmap_offsets}
+                 "heatmap_offsets": args.heatmap_offsets, "max_humans": args.max_humans}
     return {k: v for k, v in overrides.items() if v is not None}
 
 
@@ -88,6 +89,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--heatmap-offsets", action=argparse.BooleanOptionalAction, default=None,
                         help="sub-cell keypoint offsets beside the heatmaps (default: the "
                              "preset's)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="model input, shorter side (default: the preset's 256; larger "
+                             "upsamples the images: finer feature maps for small persons)")
+    parser.add_argument("--max-humans", type=int, default=None,
+                        help="persons the keypoint decoder refines per image (default: the "
+                             "preset's 10; the synthetic images hold at most 4)")
     parser.add_argument("--score-target", default="match", choices=("match", "oks"),
                         help="what person scores learn: 1 for a matched person, or its OKS")
     parser.add_argument("--workers", type=int, default=0,
@@ -121,7 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
             data=train_dir, out=args.out, preset="tiny", epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, workers=args.workers,
             dn_groups=args.dn_groups, score_target=args.score_target,
-            model_overrides=model_overrides(args),
+            model_overrides=model_overrides(args), image_size=args.image_size,
+            # Square images: the longer side may grow with the shorter one.
+            max_size=None if args.image_size is None else max(args.image_size, 384),
             max_minutes=args.minutes, threads=threads,
             device=args.device, progress=False, cache_backbone_features=not args.augment))
 

@@ -120,6 +120,20 @@ def test_target_is_interpolated_on_the_clicks_axis(bench):
     assert not report["met"]
 
 
+def test_random_ahead_of_every_strategy_is_said_so(bench):
+    curves = {"random": _curve([0, 100, 200], [0.10, 0.15, 0.20]),
+              "worse": _curve([0, 90, 180], [0.10, 0.12, 0.16])}
+    report = bench.target_report(curves)
+    assert report["informative"] and not report["met"] and report["best_strategy"] is None
+    assert "random is the best choice" in report["note"]
+    assert "no strategy reached random's final AP" in bench.clicks_axis_title(report)
+    report = bench.target_report({**curves, "better": _curve([0, 50, 100], [0.1, 0.2, 0.3])})
+    assert bench.clicks_axis_title(report).endswith("better reaches random's final AP with "
+                                                    "25% of its clicks")
+    noisy = bench.target_report({"random": _curve([0, 100, 200], [0.2, 0.2, 0.1])})
+    assert "no AP the seeds resolve" in bench.clicks_axis_title(noisy)
+
+
 def test_a_random_curve_without_gain_is_not_a_target(bench):
     curves = {"random": _curve([0, 100, 200], [0.2, 0.2, 0.1]),
               "other": _curve([0, 100, 200], [0.2, 0.3, 0.4])}
