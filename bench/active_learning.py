@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/active_learning.py [--budget-minutes 55]
         [--unlabeled 2000] [--start 100] [--val-images 200] [--rounds 4] [--batch 100]
         [--seeds 2] [--strategies random,least_confidence,...] [--candidates 300] [--jobs 2]
-        [--train-minutes M | --train-steps N] [--out work/bench_runs/active_learning]
+        [--train-minutes M | --train-steps N [--initial-steps N0]]
+        [--out work/bench_runs/active_learning]
         [--style art|photo] [--pretrain-minutes 15 | --pretrain-steps N | --init CKPT]
     .venv/bin/python bench/active_learning.py --quick     (a small pool, 2 rounds: a minute)
     .venv/bin/python bench/active_learning.py --plan-only (data, cost probe, estimate; stop)
@@ -31,6 +32,8 @@ Strategies (selection scores and select_batch strategies):
   expected_clicks     top predicted clicks (the hardest images first)
   cost_aware          least confidence per predicted click (select_batch 'top_per_click')
   k_center            core-set on pooled encoder memory, labeled images as first centers
+  cluster_confidence  least confidence, k-means clusters of that memory in turn (hybrid)
+  weighted_k_center   k-center on distances weighted by least confidence (hybrid)
 The curves are AP against images labeled and against clicks spent (cost-aware selection is
 judged on the clicks axis). The target: the best strategy reaches random selection's final
 AP with <= 60 % of random's clicks (linear interpolation on the mean curves), judged only
@@ -89,7 +92,8 @@ TARGET_FRACTION = 0.6
 # crossing that line is noise (200 val images; AP 0.0005 +- 0.0004 at this CPU scale).
 MIN_AP_GAIN = 0.01
 ALL_STRATEGIES = ("random", "least_confidence", "entropy", "disagreement", "error_consistency",
-                  "expected_clicks", "cost_aware", "k_center")
+                  "expected_clicks", "cost_aware", "k_center", "cluster_confidence",
+                  "weighted_k_center")
 DEFAULT_STRATEGIES = ("random", "least_confidence", "entropy", "disagreement",
                       "error_consistency", "cost_aware", "k_center")
 QUICK_STRATEGIES = ("random", "error_consistency")
@@ -129,6 +133,10 @@ STRATEGIES = {s.name: s for s in (
     Strategy("expected_clicks", "top", "poses"),
     Strategy("cost_aware", "top_per_click", "poses"),
     Strategy("k_center", "k_center", "embedding"),
+    # Hybrids: least confidence spread over the pool's look (k-means clusters in turn, or
+    # k-center on distances weighted by it).
+    Strategy("cluster_confidence", "cluster_top", "poses+embedding"),
+    Strategy("weighted_k_center", "weighted_k_center", "poses+embedding"),
 )}
 
 
@@ -172,7 +180,7 @@ def model_outputs(strategy: Strategy, model, images: dict[str, Path], seed: int)
     def one(key: str):
         if strategy.needs == "none":
             return None
-        if strategy.needs == "poses":
+        if strategy.needs in ("poses", "poses+embedding"):
             return model.predict(images[key])
         if strategy.needs == "passes":
             generator = torch.Generator().manual_seed(stable_hash(f"{seed}:{key}") % 2**62)
@@ -189,7 +197,7 @@ def scorer(strategy: Strategy, sigmas, seed: int):
     name = strategy.name
     if name in ("random", "k_center"):   # k-center reads embeddings, not scores
         return lambda key, _output: random_score(key, seed)
-    if name == "least_confidence":
+    if name in ("least_confidence", "cluster_confidence", "weighted_k_center"):
         return least_confidence
     if name == "entropy":
         return entropy
@@ -214,16 +222,17 @@ def score_candidates(strategy: Strategy, model, images: dict[str, Path],
     """(scores of the candidates, embeddings of candidates + labeled for k-center, stats).
     model: the current model (None for random, which reads none)."""
     sigmas = None if model is None else model.schema.sigmas_array
-    if strategy.needs == "embedding":
-        started = time.perf_counter()
+    started = time.perf_counter()
+    embeddings = None
+    if "embedding" in strategy.needs:
         embeddings = {key: pooled_memory(model, images[key]) for key in candidates + labeled}
+    if strategy.needs == "embedding":
         scores = [random_score(key, seed) for key in candidates]
-        seconds = time.perf_counter() - started
-        return scores, embeddings, {"images": len(embeddings), "seconds": seconds}
-    result = score_pool(candidates, model_outputs(strategy, model, images, seed),
-                        scorer(strategy, sigmas, seed), batch_size=8)
-    stats = result.stats[0]
-    return result.scores, None, {"images": stats.images, "seconds": stats.seconds}
+    else:
+        scores = score_pool(candidates, model_outputs(strategy, model, images, seed),
+                            scorer(strategy, sigmas, seed), batch_size=8).scores
+    seconds = time.perf_counter() - started
+    return scores, embeddings, {"images": len(candidates), "seconds": seconds}
 
 
 # ---- one round: choose, annotate, train, evaluate ---------------------------------------------
@@ -568,7 +577,7 @@ def estimate(plan: dict, costs: dict, steps: int, initial_steps: int) -> dict:
     per_run = []
     for name in plan["strategies"]:
         needs = STRATEGIES[name].needs
-        scored = plan["candidates_per_round"] + (labeled_mean if needs == "embedding" else 0)
+        scored = plan["candidates_per_round"] + (labeled_mean if "embedding" in needs else 0)
         per_round = (costs["model_load_s"] + scored * costs["score_s"][needs]
                      + plan["batch"] * costs["annotate_s"]
                      + train(steps) + costs["evaluate_s"])
@@ -638,6 +647,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="training time per round instead of fitting the budget")
     parser.add_argument("--train-steps", type=int, default=None,
                         help="training steps per round instead of fitting the budget")
+    parser.add_argument("--initial-steps", type=int, default=None,
+                        help="with --train-steps: round 0's steps (default 2x them); the "
+                             "steps of an earlier run let it reuse that run's results")
     parser.add_argument("--initial-share", type=float, default=0.3,
                         help="share of the training time that goes to round 0 (the start "
                              "model every strategy of a seed shares)")
@@ -730,7 +742,7 @@ def main(argv: list[str] | None = None) -> dict:
     costs = probe(plan, out)
     plan["steps_per_s"] = costs["steps_per_s"]
     if args.train_steps is not None:
-        steps, initial = args.train_steps, 2 * args.train_steps
+        steps, initial = args.train_steps, args.initial_steps or 2 * args.train_steps
     elif args.train_minutes is not None:
         steps = max(1, round(args.train_minutes * 60 * costs["steps_per_s"]))
         initial = 3 * steps

@@ -195,3 +195,25 @@ def test_query_noise_passes_and_pooled_memory(bench, tmp_path):
     assert vector.shape == (model.config.hidden_dim,)
     assert np.linalg.norm(vector) == pytest.approx(1.0)
     np.testing.assert_array_equal(vector, bench.pooled_memory(model, path))
+
+
+def test_hybrid_strategies_read_confidence_and_embeddings(bench, tmp_path):
+    model = tiny_model()
+    rng = np.random.default_rng(0)
+    images = {}
+    for i in range(4):
+        image = rng.integers(0, 60, (96, 128, 3), dtype=np.uint8)
+        image[20:80, 10 + 20 * i:30 + 20 * i] = 200
+        images[f"pool/{i}.png"] = tmp_path / f"{i}.png"
+        Image.fromarray(image).save(images[f"pool/{i}.png"])
+    candidates, labeled = ["pool/0.png", "pool/1.png", "pool/2.png"], ["pool/3.png"]
+    for name in ("cluster_confidence", "weighted_k_center"):
+        strategy = bench.STRATEGIES[name]
+        scores, embeddings, stats = bench.score_candidates(strategy, model, images, candidates,
+                                                           labeled, seed=0)
+        expected = [least_confidence(k, model.predict(images[k])).score for k in candidates]
+        assert [s.score for s in scores] == pytest.approx(expected)
+        assert sorted(embeddings) == sorted(candidates + labeled) and stats["images"] == 3
+        chosen = select_batch(scores, budget_images=2, strategy=strategy.select, seed=0,
+                              labeled=labeled, embeddings=embeddings).image_ids
+        assert len(chosen) == 2 and set(chosen) <= set(candidates)
