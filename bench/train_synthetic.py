@@ -5,7 +5,7 @@
         [--out work/bench_runs/train_synthetic] [--threads N] [--workers 0] [--augment]
         [--lr 1.6e-3] [--lr-schedule step|cosine] [--batch-size 8] [--dn-groups 1] [--epochs 16] [--noc-images 200]
         [--heatmap-fine-level 1] [--no-heatmap-offsets] [--max-humans N] [--image-size PX]
-        [--score-target match|oks]
+        [--score-target match|oks] [--feedback-max-rounds R]
         [--device cpu|cuda]
 
 The synthetic `photo` images are generated once per (count, seed, size) and reused from
@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-humans", type=int, default=None,
                         help="persons the keypoint decoder refines per image (default: the "
                              "preset's 10; the synthetic images hold at most 4)")
+    parser.add_argument("--feedback-max-rounds", type=int, default=None,
+                        help="most simulated click rounds of a feedback step (default: the "
+                             "keypoint count, as the official code)")
     parser.add_argument("--score-target", default="match", choices=("match", "oks"),
                         help="what person scores learn: 1 for a matched person, or its OKS")
     parser.add_argument("--workers", type=int, default=0,
@@ -128,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
             data=train_dir, out=args.out, preset="tiny", epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, workers=args.workers,
             dn_groups=args.dn_groups, score_target=args.score_target,
+            feedback_max_rounds=args.feedback_max_rounds,
             model_overrides=model_overrides(args), image_size=args.image_size,
             # Square images: the longer side may grow with the shorter one.
             max_size=None if args.image_size is None else max(args.image_size, 384),
