@@ -34,6 +34,7 @@ from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
 from bench.training_run import run_training
 from clickpose.data.synthetic import GENERATOR_VERSION, generate_dataset
+from clickpose.model.presets import preset_config
 from clickpose.train.loop import TrainConfig, default_cpu_threads
 from clickpose.train.optim import LR_SCHEDULES
 
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> dict:
             feedback_max_rounds=args.feedback_max_rounds,
             model_overrides=model_overrides(args), image_size=args.image_size,
             # Square images: the longer side may grow with the shorter one.
-            max_size=None if args.image_size is None else max(args.image_size, 384),
+            max_size=None if args.image_size is None else max(
+                args.image_size, preset_config("tiny").max_size),
             max_minutes=args.minutes, threads=threads,
             device=args.device, progress=False, cache_backbone_features=not args.augment))
 

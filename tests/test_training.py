@@ -12,6 +12,8 @@ from clickpose.data.synthetic import generate_dataset
 from clickpose.keypoints import SchemaError
 from clickpose.model import build_model, preset_config
 from clickpose.model.criterion import SetCriterion, normalize_targets
+from clickpose.model.losses import box_xyxy_to_cxcywh
+from clickpose.model.matcher import PaddedTargets
 from clickpose.model.pose_errors import ErrorProbs
 from clickpose.train.engine import StepOptions, compute_losses
 from clickpose.train.feedback import simulate_clicks
@@ -83,7 +85,10 @@ def test_simulated_click_fixes_the_worst_keypoint():
     gt = torch.rand(2, k, 2)
     weights = torch.ones(2, k)
     weights[1, 4] = 0
-    targets = [{"keypoints": gt, "keypoint_weights": weights}]
+    boxes = torch.cat([gt.min(1).values, gt.max(1).values], -1)
+    targets = PaddedTargets.of([{"boxes": box_xyxy_to_cxcywh(boxes), "keypoints": gt,
+                                 "keypoint_weights": weights, "area": torch.ones(2),
+                                 "scale": torch.tensor([100.0, 100.0])}])
     pred = gt[[1, 0]].clone()[None]  # query 0 is person 1, query 1 is person 0
     pred = torch.cat([pred, torch.rand(1, 1, k, 2)], 1)  # and an unmatched query 2
     pred[0, 0, 2] += 0.3            # person 1's worst keypoint: 2
@@ -115,7 +120,8 @@ def test_feedback_round_keeps_clicked_keypoints_exact(data):
         indices = criterion.matcher({k: out[k] for k in ("pred_logits", "pred_boxes",
                                                          "pred_keypoints")}, tn)
         pinned = torch.zeros(out["pred_keypoints"].shape[:3], dtype=torch.bool)
-        keypoints, pinned = simulate_clicks(out["pred_keypoints"], pinned, indices, tn)
+        keypoints, pinned = simulate_clicks(out["pred_keypoints"], pinned, indices,
+                                            PaddedTargets.of(tn))
         refined = model.decode_keypoints(state, humans, init_keypoints=keypoints, pinned=pinned)
     assert pinned.any()
     assert torch.equal(refined["pred_keypoints"][pinned], keypoints[pinned])

@@ -54,8 +54,7 @@ class PaddedTargets:
                 keypoints[b, :n] = t["keypoints"]
                 weights[b, :n] = t["keypoint_weights"]
                 area[b, :n] = t["area"]
-        scale = torch.stack([t["scale"].to(device).float() for t in targets]) if targets \
-            else torch.zeros(0, 2, device=device)
+        scale = torch.stack([t["scale"].to(device).float() for t in targets])
         return cls(boxes, keypoints, weights, area, scale, counts)
 
 
@@ -84,12 +83,12 @@ class HungarianMatcher(nn.Module):
             self.cost_giou * batched_generalized_box_iou(box_cxcywh_to_xyxy(boxes),
                                                          box_cxcywh_to_xyxy(padded.boxes))
         keypoints = outputs.get("pred_keypoints")
-        if keypoints is None or self.box_cost_with_keypoints:
-            return cost + box_cost + (0 if keypoints is None else
-                                      self.keypoint_costs(keypoints.float(), padded))
-        # A person annotated with a box only has no keypoint cost: its box decides.
-        box_only = (padded.keypoint_weights.sum(-1) == 0)[:, None, :]
-        return cost + box_cost * box_only + self.keypoint_costs(keypoints.float(), padded)
+        if keypoints is None:
+            return cost + box_cost
+        if not self.box_cost_with_keypoints:
+            # A person annotated with a box only has no keypoint cost: its box decides.
+            box_cost = box_cost * (padded.keypoint_weights.sum(-1) == 0)[:, None, :]
+        return cost + box_cost + self.keypoint_costs(keypoints.float(), padded)
 
     def keypoint_costs(self, pred: Tensor, padded: PaddedTargets) -> Tensor:
         """Weighted keypoint L1 plus (1 - OKS): pred (B, P, K, 2) -> (B, P, G)."""

@@ -31,12 +31,12 @@ def keypoint_decoder_outputs(outputs: dict) -> dict:
 
 @torch.no_grad()
 def simulate_clicks(keypoints: Tensor, pinned: Tensor, indices: list[tuple[Tensor, Tensor]],
-                    targets: list[dict] | PaddedTargets) -> tuple[Tensor, Tensor]:
+                    targets: PaddedTargets) -> tuple[Tensor, Tensor]:
     """One click per matched person on its worst unpinned labelled keypoint.
 
-    keypoints (B, N, K, 2) normalized, pinned (B, N, K); targets normalized
-    (criterion.normalize_targets), or those padded. Returns new (keypoints, pinned); persons
-    with nothing left to fix are not clicked. The whole batch's matched persons at once.
+    keypoints (B, N, K, 2) normalized, pinned (B, N, K); targets: the batch's normalized
+    targets, padded. Returns new (keypoints, pinned); persons with nothing left to fix are
+    not clicked. The whole batch's matched persons at once.
     """
     keypoints, pinned = keypoints.clone(), pinned.clone()
     device = keypoints.device
@@ -46,13 +46,8 @@ def simulate_clicks(keypoints: Tensor, pinned: Tensor, indices: list[tuple[Tenso
     tgt = torch.cat([tgt for _, tgt in indices]).to(device)
     if len(batch) == 0:
         return keypoints, pinned
-    if isinstance(targets, PaddedTargets):
-        gt, weight = targets.keypoints[batch, tgt], targets.keypoint_weights[batch, tgt]
-    else:
-        gt = torch.cat([t["keypoints"][j.to(device)] for t, (_, j) in zip(targets, indices)])
-        weight = torch.cat([t["keypoint_weights"][j.to(device)]
-                            for t, (_, j) in zip(targets, indices)])
-    gt = gt.to(keypoints.dtype)                                          # (M, K, 2)
+    gt = targets.keypoints[batch, tgt].to(keypoints.dtype)               # (M, K, 2)
+    weight = targets.keypoint_weights[batch, tgt]                        # (M, K)
     error = (keypoints[batch, src] - gt).abs().sum(-1) * weight
     error = error.masked_fill(pinned[batch, src] | (weight == 0), -1.0)
     worst = error.argmax(1)
