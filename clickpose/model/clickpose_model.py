@@ -19,6 +19,7 @@ from clickpose.model.inference import EvalTransform, outputs_to_poses
 from clickpose.model.keypoint_decoder import KeypointDecoder, denoising_across_mask
 from clickpose.model.keypoint_heatmap import KeypointHeatmapHead, heatmap_snap, heatmap_start
 from clickpose.model.person_score import heatmap_support, person_scores
+from clickpose.model.pose_quality import PoseQualityHead
 from clickpose.model.position_encoding import PositionEmbeddingSine
 from clickpose.model.presets import ModelConfig
 from clickpose.poses import Poses
@@ -53,6 +54,12 @@ class ClickPose(nn.Module):
                                 channels[0] if self.fine_levels else None,
                                 offsets=config.heatmap_offsets)
             if config.keypoint_heatmap else None)
+        self.pose_quality = None
+        if config.pose_quality:
+            # Its own draw of the random stream: the data order and everything else a run
+            # draws stay as they are without it (the head reads detached features).
+            with torch.random.fork_rng(devices=[]):
+                self.pose_quality = PoseQualityHead(schema.num_keypoints)
 
     @staticmethod
     def _input_projections(channels: list[int], dim: int, levels: int) -> nn.ModuleList:
@@ -161,10 +168,14 @@ class ClickPose(nn.Module):
         normal = [{k: v[:, :num_humans] for k, v in out.items()} for out in layers]
         outputs = {**normal[-1], "aux_outputs": normal[:-1],
                    "human_aux_outputs": humans.layer_outputs}
+        if self.pose_quality is not None and self.training:
+            outputs["pred_quality"] = self.quality_logits(state, outputs)
         if not self.training:  # inference only: no loss reads them
             # Scores read the heatmaps at the decoder's own keypoints: once snapped onto
             # the peaks, every pose would look supported.
             outputs["pred_scores"] = self.rank_scores(state, outputs)
+            if self.pose_quality is not None:  # what predictions rank by, duplicates dropped
+                outputs["pred_pose_oks"] = self.quality_logits(state, outputs).float().sigmoid()
             outputs["pred_keypoints"] = self.snap_keypoints(state, outputs, pinned[:, :num_humans])
         if humans.enc_outputs is not None:
             outputs["enc_outputs"] = humans.enc_outputs
@@ -221,14 +232,35 @@ class ClickPose(nn.Module):
                             last["pred_keypoints"], clicked_person, snap,
                             state.keypoint_offsets)
 
+    def keypoint_support(self, state: EncoderState, last: dict) -> Tensor | None:
+        """(B, N, K) heatmap probability at each keypoint of `last` (None without heatmaps)."""
+        if state.keypoint_heatmap is None:
+            return None
+        return heatmap_support(state.keypoint_heatmap, state.heatmap_mask, last["pred_keypoints"])
+
+    def quality_logits(self, state: EncoderState, last: dict,
+                       support: Tensor | None = None) -> Tensor:
+        """(B, N) logits of each pose's predicted OKS (clickpose.model.pose_quality)."""
+        if support is None:
+            support = self.keypoint_support(state, last)
+        if support is None:
+            support = torch.ones_like(last["pred_visibility"])
+        return self.pose_quality(last["pred_logits"], last["pred_boxes"], last["pred_keypoints"],
+                                 last["pred_visibility"], support)
+
     @torch.no_grad()
     def rank_scores(self, state: EncoderState, last: dict) -> Tensor:
-        """(B, N) scores that rank the persons of a decoder layer's output `last`: the
-        person probability weighed with the heatmaps' support (clickpose.model.person_score)."""
-        support = None
-        if state.keypoint_heatmap is not None:
-            support = heatmap_support(state.keypoint_heatmap, state.heatmap_mask,
-                                      last["pred_keypoints"])
+        """(B, N) scores that rank every candidate person of a decoder layer's output `last`,
+        as a session keeps them all: when the model learns its poses' quality
+        (config.pose_quality), the geometric mean of the predicted OKS and the person
+        probability (the OKS ranks poses, the probability keeps a person's duplicates below
+        it); else the person probability weighed with the heatmaps' support
+        (clickpose.model.person_score). Predictions, whose duplicates box NMS drops, rank by
+        the predicted OKS alone (outputs["pred_pose_oks"], clickpose.model.inference)."""
+        support = self.keypoint_support(state, last)
+        if self.pose_quality is not None:
+            quality = self.quality_logits(state, last, support).float().sigmoid()
+            return (quality * last["pred_logits"][..., 0].float().sigmoid()).sqrt()
         return person_scores(last["pred_logits"], support)
 
     # ---- inference -----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from clickpose.model.losses import (
 )
 from clickpose.model.matcher import HungarianMatcher, PaddedTargets
 from clickpose.model.pose_errors import DnTargets
+from clickpose.model.pose_quality import quality_loss
 
 SCORE_TARGETS = ("match", "oks")
 VARIFOCAL_ALPHA = 0.75   # VarifocalNet's weight of the negatives
@@ -46,6 +47,7 @@ class LossWeights:
     feedback: float = 1.0  # multiplies the human-feedback round terms
     heatmap: float = 1.0   # keypoint heatmaps (clickpose.model.keypoint_heatmap)
     offsets: float = 1.0   # their sub-cell offsets, L1 in cells
+    quality: float = 1.0   # the predicted OKS of each pose (clickpose.model.pose_quality)
 
     def of(self, name: str) -> float:
         return asdict(self)[name]
@@ -265,6 +267,9 @@ class SetCriterion(nn.Module):
                                                 outputs["heatmap_mask"], tn, self.sigmas)
         if "keypoint_offsets" in outputs:
             raw["offsets"] = offset_l1_loss(outputs["keypoint_offsets"], outputs["heatmap_mask"], tn)
+        if "pred_quality" in outputs:
+            raw["quality"] = quality_loss(outputs["pred_quality"], outputs["pred_keypoints"],
+                                          padded, self.sigmas)
         losses = self.weighted(raw, factor, prefix)
         if "enc_outputs" in outputs:
             enc, _ = self.output_losses(outputs["enc_outputs"], tn, num, padded)

@@ -1,5 +1,6 @@
-"""How detected persons are ranked: the decoder's person probability weighed with the
-keypoint heatmaps' support of the pose, and box NMS over what is left.
+"""How detected persons are ranked when the model has no pose-quality head
+(clickpose.model.pose_quality): the decoder's person probability weighed with the keypoint
+heatmaps' support of the pose; and box NMS over what is left, for every model.
 
 A DETR-style person logit learns to rank true persons above their duplicates only late in
 training (one-to-one matching makes each duplicate a negative that the queries must learn

@@ -46,6 +46,9 @@ class ModelConfig(BaseModel):
     # Start each person's keypoints from per-type heatmaps on the finest level
     # (clickpose.model.keypoint_heatmap) instead of one learned average pose.
     keypoint_heatmap: bool = False
+    # Rank persons by a learned estimate of their pose's OKS (clickpose.model.pose_quality)
+    # instead of the person probability weighed with the heatmap support.
+    pose_quality: bool = False
     # A finer backbone level (a timm out index, e.g. stride 4) added to the heatmaps: they are
     # drawn at its resolution instead of the finest encoder level's (None: that level's).
     heatmap_fine_level: int | None = None
@@ -98,6 +101,7 @@ PRESETS: dict[str, dict] = {
         "backbone": "efficientnet_lite0", "backbone_out_indices": [2, 3],
         "backbone_weights": "lite0", "frozen_batch_norm": True, "frozen_backbone_blocks": 5,
         "num_queries": 50, "max_humans": 10, "keypoint_heatmap": True, "heatmap_offsets": True,
+        "pose_quality": True,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },
     "lite0": {
@@ -106,6 +110,7 @@ PRESETS: dict[str, dict] = {
         "num_heads": 8, "ffn_dim": 512, "enc_points": 4, "num_feature_levels": 3,
         "enc_layers": 3, "human_layers": 2, "keypoint_layers": 4, "num_queries": 300,
         "max_humans": 30, "keypoint_heatmap": True, "heatmap_offsets": True, "image_size": 512,
+        "pose_quality": True,
         "max_size": 768,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },
@@ -114,7 +119,7 @@ PRESETS: dict[str, dict] = {
         "frozen_batch_norm": False, "hidden_dim": 256, "num_heads": 8, "ffn_dim": 2048,
         "enc_points": 4, "num_feature_levels": 4, "enc_layers": 6, "human_layers": 2,
         "keypoint_layers": 4, "num_queries": 900, "max_humans": 100, "keypoint_heatmap": True,
-        "heatmap_offsets": True,
+        "heatmap_offsets": True, "pose_quality": True,
         "image_size": 800, "max_size": 1333,
     },
 }

@@ -33,6 +33,16 @@ def targets_to(targets: list[dict], device: torch.device) -> list[dict]:
             for t in targets]
 
 
+def clip_gradients(model, max_norm: float) -> None:
+    """Clip the network's gradient norm to `max_norm`. The pose-quality head reads detached
+    features, so it is clipped on its own: its gradients never shrink the network's step."""
+    head = getattr(model, "pose_quality", None)
+    own = {id(p) for p in head.parameters()} if head is not None else set()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if id(p) not in own], max_norm)
+    if head is not None:
+        torch.nn.utils.clip_grad_norm_(head.parameters(), max_norm)
+
+
 def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[dict],
                    schema: KeypointSchema, generator: torch.Generator,
                    options: StepOptions, feature_cache: BackboneFeatureCache | None = None
@@ -93,7 +103,7 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if options.clip_max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_max_norm)
+            clip_gradients(model, options.clip_max_norm)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -113,7 +123,8 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
 
 
 def _cpu_outputs(outputs: dict) -> dict:
-    keys = ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility", "pred_scores")
+    keys = ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility", "pred_scores",
+            "pred_pose_oks")
     return {k: outputs[k].detach().float().cpu() for k in keys if k in outputs}
 
 
