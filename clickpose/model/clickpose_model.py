@@ -174,8 +174,6 @@ class ClickPose(nn.Module):
             # Scores read the heatmaps at the decoder's own keypoints: once snapped onto
             # the peaks, every pose would look supported.
             outputs["pred_scores"] = self.rank_scores(state, outputs)
-            if self.pose_quality is not None:  # what predictions rank by, duplicates dropped
-                outputs["pred_pose_oks"] = self.quality_logits(state, outputs).float().sigmoid()
             outputs["pred_keypoints"] = self.snap_keypoints(state, outputs, pinned[:, :num_humans])
         if humans.enc_outputs is not None:
             outputs["enc_outputs"] = humans.enc_outputs
@@ -250,13 +248,12 @@ class ClickPose(nn.Module):
 
     @torch.no_grad()
     def rank_scores(self, state: EncoderState, last: dict) -> Tensor:
-        """(B, N) scores that rank every candidate person of a decoder layer's output `last`,
-        as a session keeps them all: when the model learns its poses' quality
-        (config.pose_quality), the geometric mean of the predicted OKS and the person
-        probability (the OKS ranks poses, the probability keeps a person's duplicates below
-        it); else the person probability weighed with the heatmaps' support
-        (clickpose.model.person_score). Predictions, whose duplicates box NMS drops, rank by
-        the predicted OKS alone (outputs["pred_pose_oks"], clickpose.model.inference)."""
+        """(B, N) scores that rank the persons of a decoder layer's output `last`: when the
+        model learns its poses' quality (config.pose_quality), the geometric mean of the
+        predicted OKS and the person probability (the OKS ranks poses; the probability,
+        learnt from one-to-one matching, keeps a person's duplicates below it, which a
+        session needs: it keeps every candidate); else the person probability weighed with
+        the heatmaps' support (clickpose.model.person_score)."""
         support = self.keypoint_support(state, last)
         if self.pose_quality is not None:
             quality = self.quality_logits(state, last, support).float().sigmoid()

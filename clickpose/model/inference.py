@@ -68,18 +68,14 @@ def visibility_from_scores(keypoint_scores: np.ndarray) -> np.ndarray:
 
 
 def outputs_to_poses(outputs: dict, sizes, duplicate_iou: float | None = None) -> list[Poses]:
-    """Per image: persons best first (by outputs["pred_pose_oks"] when the model predicts
-    its poses' OKS and duplicates are dropped, else outputs["pred_scores"] when the model
-    ranked them, else the person probability), duplicates over `duplicate_iou` box IoU dropped;
+    """Per image: persons best first (outputs["pred_scores"] when the model ranked them,
+    else the person probability), duplicates over `duplicate_iou` box IoU dropped;
     keypoints and boxes in original pixels."""
     logits, boxes, keypoints, visibility = (
         outputs[k].detach().float().cpu()
         for k in ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility"))
     all_scores = (outputs["pred_scores"].detach().float().cpu() if "pred_scores" in outputs
                   else person_scores(logits, None))
-    if "pred_pose_oks" in outputs and duplicate_iou is not None:
-        # Without duplicates, the predicted OKS alone ranks poses as OKS AP rewards.
-        all_scores = outputs["pred_pose_oks"].detach().float().cpu()
     result = []
     for b, size in enumerate(sizes):
         h, w = (float(v) for v in size)

@@ -123,8 +123,7 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
 
 
 def _cpu_outputs(outputs: dict) -> dict:
-    keys = ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility", "pred_scores",
-            "pred_pose_oks")
+    keys = ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility", "pred_scores")
     return {k: outputs[k].detach().float().cpu() for k in keys if k in outputs}
 
 
