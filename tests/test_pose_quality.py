@@ -6,9 +6,10 @@ import torch
 
 from clickpose.keypoints import coco17
 from clickpose.model import build_model, preset_config
-from clickpose.model.criterion import SetCriterion, normalize_targets
+from clickpose.model.criterion import SetCriterion
 from clickpose.model.matcher import PaddedTargets
 from clickpose.model.pose_quality import PoseQualityHead, quality_loss, quality_targets
+from clickpose.train.engine import StepOptions, clip_gradients, compute_losses
 
 K = 3
 SIGMAS = torch.full((K,), 0.08)
@@ -94,8 +95,8 @@ def test_model_learns_its_quality_in_training_and_ranks_by_it():
                 "size": torch.tensor([128, 128]), "orig_size": torch.tensor([128, 128]),
                 "image_id": torch.tensor(1)}]
     model.train()
-    outputs = model(images, mask)
-    losses = SetCriterion(schema)(outputs, normalize_targets(targets), normalized=True)
+    losses = compute_losses(model, SetCriterion(schema), images, mask, targets, schema,
+                            torch.Generator().manual_seed(0), StepOptions(dn_groups=0))
     assert "loss_quality" in losses and torch.isfinite(losses["loss_quality"])
     model.eval()
     with torch.no_grad():
@@ -107,3 +108,29 @@ def test_model_learns_its_quality_in_training_and_ranks_by_it():
     poses = model.postprocess(outputs, [(128, 128)])[0]
     kept = expected[0].sort(descending=True).values[:poses.num_persons]
     assert np.allclose(poses.scores, kept.numpy(), atol=1e-6)
+
+
+def test_the_head_leaves_the_rest_of_a_run_as_it_was():
+    """Building it draws from its own random stream, and its gradients are clipped apart
+    from the network's: the network's clipped gradients are those of a model without it."""
+    schema = coco17()
+    streams = {}
+    for quality in (False, True):
+        torch.manual_seed(0)
+        build_model(preset_config("tiny", backbone_weights="none", pose_quality=quality), schema)
+        streams[quality] = torch.rand(4)
+    assert torch.equal(streams[False], streams[True])
+
+    torch.manual_seed(0)
+    model = build_model(preset_config("tiny", backbone_weights="none"), schema)
+    network = [p for p in model.parameters() if p.requires_grad]
+    for p in network:
+        p.grad = torch.ones_like(p)
+    for p in model.pose_quality.parameters():
+        p.grad = torch.full_like(p, 100.0)  # far larger than the network's
+    clip_gradients(model, 0.1)
+    network_norm = torch.stack([p.grad.norm() for p in network
+                                if not any(p is q for q in model.pose_quality.parameters())]).norm()
+    head_norm = torch.stack([p.grad.norm() for p in model.pose_quality.parameters()]).norm()
+    assert torch.allclose(network_norm, torch.tensor(0.1), atol=1e-5)
+    assert torch.allclose(head_norm, torch.tensor(0.1), atol=1e-5)
