@@ -168,8 +168,6 @@ class ClickPose(nn.Module):
         normal = [{k: v[:, :num_humans] for k, v in out.items()} for out in layers]
         outputs = {**normal[-1], "aux_outputs": normal[:-1],
                    "human_aux_outputs": humans.layer_outputs}
-        if self.pose_quality is not None and self.training:
-            outputs["pred_quality"] = self.quality_logits(state, outputs)
         if not self.training:  # inference only: no loss reads them
             # Scores read the heatmaps at the decoder's own keypoints: once snapped onto
             # the peaks, every pose would look supported.
@@ -257,7 +255,7 @@ class ClickPose(nn.Module):
         support = self.keypoint_support(state, last)
         if self.pose_quality is not None:
             quality = self.quality_logits(state, last, support).float().sigmoid()
-            return (quality * last["pred_logits"][..., 0].float().sigmoid()).sqrt()
+            return (quality * person_scores(last["pred_logits"], None)).sqrt()
         return person_scores(last["pred_logits"], support)
 
     # ---- inference -----------------------------------------------------------------------

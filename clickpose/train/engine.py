@@ -61,6 +61,8 @@ def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[d
         state = model.encode(images, mask, features)
         humans = model.detect_humans(state)
         outputs = model.decode_keypoints(state, humans, dn=dn)
+        if model.pose_quality is not None:  # learnt on the normal output, not feedback rounds
+            outputs["pred_quality"] = model.quality_logits(state, outputs)
         tn = normalize_targets(targets)
         losses = criterion(outputs, tn, dn_targets=dn_meta, normalized=True)
         if options.feedback:
