@@ -1,6 +1,7 @@
-"""The learned pose quality: its target is each pose's OKS with its best ground truth, it
-never pulls on the poses it judges, it learns to tell a good pose from a bad one, and a
-model that has it ranks its persons by it."""
+"""The learned pose quality: its target is each pose's OKS as COCO AP counts it (a duplicate
+of a person ranked above it learns 0), it never pulls on the poses it judges, it learns to
+tell a good pose from a bad one, and a model that has it ranks its persons by it, clicked
+persons above their duplicates."""
 import numpy as np
 import torch
 
@@ -8,7 +9,12 @@ from clickpose.keypoints import coco17
 from clickpose.model import build_model, preset_config
 from clickpose.model.criterion import SetCriterion
 from clickpose.model.matcher import PaddedTargets
-from clickpose.model.pose_quality import PoseQualityHead, quality_loss, quality_targets
+from clickpose.model.pose_quality import (
+    PoseQualityHead,
+    overlap_above,
+    quality_loss,
+    quality_targets,
+)
 from clickpose.train.engine import StepOptions, clip_gradients, compute_losses
 
 K = 3
@@ -37,6 +43,41 @@ def test_target_is_the_oks_with_the_best_fitting_person():
     assert torch.allclose(target[0, 0], torch.tensor(1.0))
     assert torch.allclose(target[0, 1], expected_near, atol=1e-5)
     assert target[0, 2] < 1e-6
+
+
+def test_a_duplicate_of_a_person_ranked_above_learns_zero():
+    a = [[0.2, 0.2], [0.25, 0.3], [0.2, 0.4]]
+    padded = _padded([a])
+    preds = torch.stack([torch.tensor(a), torch.tensor(a) + 0.005])[None]  # the second: 0.5 px off
+    logits = torch.tensor([[[2.0], [1.0]]])
+    target = quality_targets(preds, padded, SIGMAS, logits)
+    assert torch.allclose(target[0, 0], torch.tensor(1.0)) and target[0, 1] == 0
+    # Ranked the other way round, the near-copy takes the person and the exact pose is the
+    # duplicate; without logits, both keep their OKS.
+    swapped = quality_targets(preds, padded, SIGMAS, logits.flip(1))
+    assert swapped[0, 0] == 0 and swapped[0, 1] > 0.9
+    assert (quality_targets(preds, padded, SIGMAS) > 0.9).all()
+
+
+def test_a_poor_pose_ranked_first_leaves_the_person_to_a_good_one():
+    """A pose under OKS 0.5 is no match in AP: it keeps its own (low) OKS as its target, and
+    a good pose ranked below it still learns its OKS."""
+    a = [[0.2, 0.2], [0.25, 0.3], [0.2, 0.4]]
+    padded = _padded([a])
+    poor = torch.tensor(a) + torch.tensor([0.05, 0.0])   # 5 px off: OKS ~ 0.3
+    preds = torch.stack([poor, torch.tensor(a)])[None]
+    target = quality_targets(preds, padded, SIGMAS, torch.tensor([[[3.0], [0.0]]]))
+    assert 0.2 < target[0, 0] < 0.5
+    assert torch.allclose(target[0, 1], torch.tensor(1.0))
+
+
+def test_overlap_is_with_persons_ranked_above_clicked_ones_first():
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.4], [0.5, 0.5, 0.2, 0.4], [0.1, 0.1, 0.1, 0.1]]])
+    logits = torch.tensor([[[2.0], [1.0], [3.0]]])
+    assert torch.allclose(overlap_above(boxes, logits), torch.tensor([[0.0, 1.0, 0.0]]))
+    clicked = torch.tensor([[False, True, False]])  # the lower-ranked copy was clicked
+    assert torch.allclose(overlap_above(boxes, logits, clicked), torch.tensor([[1.0, 0.0, 0.0]]))
+    assert overlap_above(torch.zeros(1, 0, 4), torch.zeros(1, 0, 1)).shape == (1, 0)
 
 
 def test_target_without_persons_is_zero():
@@ -102,12 +143,26 @@ def test_model_learns_its_quality_in_training_and_ranks_by_it():
     with torch.no_grad():
         outputs = model(images, mask)
         state = model.encode(images, mask)
-        quality = model.quality_logits(state, outputs).sigmoid()
-        expected = (quality * outputs["pred_logits"][..., 0].sigmoid()).sqrt()
+        expected = model.quality_logits(state, outputs).sigmoid()
     assert torch.allclose(outputs["pred_scores"], expected)
     poses = model.postprocess(outputs, [(128, 128)])[0]
     kept = expected[0].sort(descending=True).values[:poses.num_persons]
     assert np.allclose(poses.scores, kept.numpy(), atol=1e-6)
+
+
+def test_clicked_persons_are_scored_as_ranked_above_the_others():
+    torch.manual_seed(0)
+    model = build_model(preset_config("tiny", backbone_weights="none"), coco17()).eval()
+    images, mask = torch.randn(1, 3, 128, 128), torch.zeros(1, 128, 128, dtype=torch.bool)
+    with torch.no_grad():
+        state = model.encode(images, mask)
+        humans = model.detect_humans(state)
+        first = model.decode_keypoints(state, humans)
+        pinned = torch.zeros(first["pred_keypoints"].shape[:3], dtype=torch.bool)
+        pinned[0, -1, 0] = True  # the lowest-ranked person gets a click
+        clicked = model.decode_keypoints(state, humans, first["pred_keypoints"], pinned)
+        expected = model.quality_logits(state, clicked, first=pinned.any(-1)).sigmoid()
+    assert torch.allclose(clicked["pred_scores"], expected)
 
 
 def test_the_head_leaves_the_rest_of_a_run_as_it_was():

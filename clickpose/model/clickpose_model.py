@@ -171,7 +171,8 @@ class ClickPose(nn.Module):
         if not self.training:  # inference only: no loss reads them
             # Scores read the heatmaps at the decoder's own keypoints: once snapped onto
             # the peaks, every pose would look supported.
-            outputs["pred_scores"] = self.rank_scores(state, outputs)
+            clicked = pinned[:, :num_humans].any(-1)
+            outputs["pred_scores"] = self.rank_scores(state, outputs, clicked)
             outputs["pred_keypoints"] = self.snap_keypoints(state, outputs, pinned[:, :num_humans])
         if humans.enc_outputs is not None:
             outputs["enc_outputs"] = humans.enc_outputs
@@ -234,28 +235,28 @@ class ClickPose(nn.Module):
             return None
         return heatmap_support(state.keypoint_heatmap, state.heatmap_mask, last["pred_keypoints"])
 
-    def quality_logits(self, state: EncoderState, last: dict,
-                       support: Tensor | None = None) -> Tensor:
-        """(B, N) logits of each pose's predicted OKS (clickpose.model.pose_quality)."""
+    def quality_logits(self, state: EncoderState, last: dict, support: Tensor | None = None,
+                       first: Tensor | None = None) -> Tensor:
+        """(B, N) logits of each pose's predicted OKS (clickpose.model.pose_quality);
+        `first` (B, N) bool: persons ranked above every other (clicked ones)."""
         if support is None:
             support = self.keypoint_support(state, last)
         if support is None:
             support = torch.ones_like(last["pred_visibility"])
         return self.pose_quality(last["pred_logits"], last["pred_boxes"], last["pred_keypoints"],
-                                 last["pred_visibility"], support)
+                                 last["pred_visibility"], support, first)
 
     @torch.no_grad()
-    def rank_scores(self, state: EncoderState, last: dict) -> Tensor:
+    def rank_scores(self, state: EncoderState, last: dict, clicked: Tensor | None = None
+                    ) -> Tensor:
         """(B, N) scores that rank the persons of a decoder layer's output `last`: when the
-        model learns its poses' quality (config.pose_quality), the geometric mean of the
-        predicted OKS and the person probability (the OKS ranks poses; the probability,
-        learnt from one-to-one matching, keeps a person's duplicates below it, which a
-        session needs: it keeps every candidate); else the person probability weighed with
-        the heatmaps' support (clickpose.model.person_score)."""
+        model learns its poses' quality (config.pose_quality), the predicted OKS, which
+        also learns to keep a person's duplicates low (a session keeps every candidate);
+        clicked persons (B, N) rank above their duplicates. Else the person probability
+        weighed with the heatmaps' support (clickpose.model.person_score)."""
         support = self.keypoint_support(state, last)
         if self.pose_quality is not None:
-            quality = self.quality_logits(state, last, support).float().sigmoid()
-            return (quality * person_scores(last["pred_logits"], None)).sqrt()
+            return self.quality_logits(state, last, support, clicked).float().sigmoid()
         return person_scores(last["pred_logits"], support)
 
     # ---- inference -----------------------------------------------------------------------

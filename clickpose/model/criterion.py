@@ -269,7 +269,7 @@ class SetCriterion(nn.Module):
             raw["offsets"] = offset_l1_loss(outputs["keypoint_offsets"], outputs["heatmap_mask"], tn)
         if "pred_quality" in outputs:
             raw["quality"] = quality_loss(outputs["pred_quality"], outputs["pred_keypoints"],
-                                          padded, self.sigmas)
+                                          padded, self.sigmas, outputs["pred_logits"])
         losses = self.weighted(raw, factor, prefix)
         if "enc_outputs" in outputs:
             enc, _ = self.output_losses(outputs["enc_outputs"], tn, num, padded)
