@@ -1,11 +1,16 @@
-"""bench/train_synthetic.py end to end on a handful of small synthetic images."""
+"""bench/train_synthetic.py end to end on a handful of small synthetic images, and
+bench/retrain_quality_head.py on the checkpoint it leaves."""
 import importlib.util
 import json
 from pathlib import Path
 
+import torch
+
 from clickpose.data.synthetic import GENERATOR_VERSION
+from clickpose.model.checkpoint import read_weights
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "train_synthetic.py"
+RETRAIN = BENCH.parent / "retrain_quality_head.py"
 # The cache names carry the generator version: a new generator never reuses old scenes.
 TRAIN_FOLDER = f"photo-v{GENERATOR_VERSION}-n4-s1-96px"
 VAL_FOLDER = f"photo-v{GENERATOR_VERSION}-n2-s1001-96px"
@@ -43,3 +48,21 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
                 "--threads", "1", "--noc-images", "1"])
     assert (tmp_path / "cache" / TRAIN_FOLDER / "annotations.json").stat().st_mtime_ns \
         == stamp
+
+    # The head alone, retrained on the run's frozen network, is measured the same way.
+    spec = importlib.util.spec_from_file_location("retrain_quality_head", RETRAIN)
+    retrain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(retrain)
+    capsys.readouterr()
+    retrain.main(["--checkpoint", str(tmp_path / "run" / "last"), "--out", str(tmp_path / "head"),
+                  "--data", str(tmp_path / "cache" / TRAIN_FOLDER),
+                  "--val", str(tmp_path / "cache" / VAL_FOLDER), "--epochs", "1",
+                  "--batch-size", "2", "--threads", "1"])
+    kinds = [json.loads(line)["kind"] for line in capsys.readouterr().out.splitlines()]
+    assert kinds[:2] == ["machine", "epoch"] and "ap" in kinds and kinds.count("noc") == 2
+    before = read_weights(tmp_path / "run" / "last")
+    after = read_weights(tmp_path / "head" / "last")
+    assert before.keys() == after.keys()
+    for name, tensor in before.items():
+        same = torch.equal(tensor, after[name])
+        assert same != name.startswith("pose_quality."), name

@@ -233,6 +233,17 @@ def test_false_positive_above_a_perfect_person_needs_a_deletion():
     assert annotator.outcome(95) == {"rounds": 1, "reached": True, "kpt_clicks": 0,
                                      "official_clicks": 1, "total_clicks": 1}
     assert annotator.deleted == 1
+    assert official.unmatched_left == 1 and annotator.unmatched_left == 0
+
+
+def test_false_positive_ranked_below_is_left_and_counted():
+    """Below every matched person it costs AP nothing, so no round deletes it; a clean label
+    set still needs it gone, which the summary reports."""
+    poses, ann = _one_person_image({})
+    poses.scores[:] = [0.8, 0.4]
+    for protocol in ("official", "annotator"):
+        run = _simulate(poses, [ann], protocol=protocol)
+        assert run.deleted == 0 and run.unmatched_left == 1
 
 
 def test_missed_person_is_drawn_then_clicked():

@@ -99,6 +99,13 @@ def test_head_never_pulls_on_the_poses_it_judges():
     assert keypoints.grad is None and logits.grad is None and visibility.grad is None
 
 
+def test_an_untrained_head_calls_every_pose_poor():
+    """A young model then offers no persons above the annotator's cut instead of all."""
+    torch.manual_seed(0)
+    keypoints = torch.rand(1, 30, K, 2)
+    assert (PoseQualityHead(K)(*_inputs(keypoints)).sigmoid() < 0.2).all()  # the cut: 0.3
+
+
 def test_head_learns_to_tell_a_good_pose_from_a_bad_one():
     """Poses near the ground truth and poses scattered at random, seen through the same
     features the model gives it: after training, the good poses score higher."""

@@ -80,6 +80,7 @@ class ImageRun:
     deleted: int = 0
     boxes_drawn: int = 0
     fp_outranks: bool = False
+    unmatched_left: int = 0        # persons matched to no ground truth, still there at the end
     done_round: int | None = None  # manual mode: the round when every keypoint is placed
     max_rounds: int = 17
     poses_after: list[Poses] = field(default_factory=list, repr=False)
@@ -238,6 +239,7 @@ def simulate_image(image_id: int, editor: PoseEditor, targets: TargetPersons,
         if r <= settings.ap_after:
             run.poses_after.append(ranked)
     run.fp_outranks = _fp_outranks(editor.poses, matched)
+    run.unmatched_left = editor.poses.num_persons - len(matched)
     return run
 
 
@@ -312,6 +314,9 @@ class NocResult:
         out["dataset_ap_after"] = {str(k): v for k, v in self.dataset_ap_after.items()}
         out["deleted_per_image"] = float(np.mean([im.deleted for im in self.images]))
         out["boxes_drawn_per_image"] = float(np.mean([im.boxes_drawn for im in self.images]))
+        # False positives that no round had to delete: a clean label set still costs a
+        # click each, which NoC does not count.
+        out["unmatched_left_per_image"] = float(np.mean([im.unmatched_left for im in self.images]))
         return out
 
     def to_dict(self) -> dict:

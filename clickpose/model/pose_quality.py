@@ -26,6 +26,10 @@ from clickpose.model.matcher import PaddedTargets
 
 KEYPOINT_FEATURES = 4  # x and y within the box, visibility logit, heatmap support
 PERSON_FEATURES = 4    # person logit, box width and height, overlap with a person above
+# logit(0.1), about the mean target (a few persons among many queries): an untrained head
+# calls every pose poor, so that a young model offers no persons (the annotator says to draw
+# them) rather than all of its queries at OKS 0.5, and it starts near what it will learn.
+PRIOR_LOGIT = -2.197
 TAKES_PERSON_OKS = 0.5  # a pose takes its ground-truth person from those below it (AP's lowest)
 
 
@@ -42,6 +46,7 @@ class PoseQualityHead(nn.Module):
             torch.empty(num_keypoints, KEYPOINT_FEATURES, hidden_dim).uniform_(-bound, bound))
         self.person = nn.Linear(PERSON_FEATURES, hidden_dim)
         self.rest = MLP(hidden_dim, hidden_dim, 1, 2)
+        nn.init.constant_(self.rest.layers[-1].bias, PRIOR_LOGIT)
 
     def forward(self, person_logits: Tensor, boxes: Tensor, keypoints: Tensor,
                 visibility_logits: Tensor, support: Tensor, first: Tensor | None = None
