@@ -30,14 +30,14 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:
     return inter / union.clamp(min=1e-12), union
 
 
-def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of every xyxy box of boxes1 (B, N, 4) with every one of boxes2 (B, M, 4) of the
-    same batch item: (B, N, M)."""
+def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:
+    """box_iou per batch item: IoU and union of every xyxy box of boxes1 (B, N, 4) with every
+    one of boxes2 (B, M, 4) of the same item, (B, N, M) each."""
     a, b = boxes1[:, :, None], boxes2[:, None]
     inter = (torch.min(a[..., 2:], b[..., 2:]) - torch.max(a[..., :2], b[..., :2])).clamp(min=0)
     inter = inter.prod(-1)
     union = box_area(boxes1)[:, :, None] + box_area(boxes2)[:, None] - inter
-    return inter / union.clamp(min=1e-12)
+    return inter / union.clamp(min=1e-12), union
 
 
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_convert, generalized_box_iou, sigmoid_focal_loss
 
+from clickpose.model.box_ops import batched_box_iou
+
 __all__ = [
     "batched_generalized_box_iou",
     "box_cxcywh_to_xyxy",
@@ -68,13 +70,8 @@ def pairwise_oks(pred: Tensor, gt: Tensor, weights: Tensor, areas: Tensor, sigma
 def batched_generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """GIoU of every box of boxes1 (B, P, 4) with every box of boxes2 (B, G, 4), both xyxy,
     per batch item: (B, P, G). torchvision's generalized_box_iou, over a batch."""
+    iou, union = batched_box_iou(boxes1, boxes2)
     a, b = boxes1[:, :, None], boxes2[:, None]
-    area1 = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area2 = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    inter_wh = (torch.min(a[..., 2:], b[..., 2:]) - torch.max(a[..., :2], b[..., :2])).clamp(min=0)
-    inter = inter_wh[..., 0] * inter_wh[..., 1]
-    union = area1 + area2 - inter
-    iou = inter / union
     hull_wh = (torch.max(a[..., 2:], b[..., 2:]) - torch.min(a[..., :2], b[..., :2])).clamp(min=0)
     hull = hull_wh[..., 0] * hull_wh[..., 1]
     return iou - (hull - union) / hull

@@ -85,7 +85,7 @@ def overlap_above(boxes: Tensor, person_logits: Tensor, first: Tensor | None = N
     if boxes.shape[1] == 0:
         return boxes.new_zeros(boxes.shape[:2])
     xyxy = box_cxcywh_to_xyxy(boxes.float())
-    iou = batched_box_iou(xyxy, xyxy)
+    iou, _ = batched_box_iou(xyxy, xyxy)
     return (iou * ranked_above(person_logits, first)).amax(-1)
 
 
