@@ -1,5 +1,5 @@
 """bench/train_synthetic.py end to end on a handful of small synthetic images, and
-bench/retrain_quality_head.py on the checkpoint it leaves."""
+bench/retrain_quality_head.py and bench/click_effect.py on the checkpoint it leaves."""
 import importlib.util
 import json
 from pathlib import Path
@@ -11,6 +11,7 @@ from clickpose.model.checkpoint import read_weights
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "train_synthetic.py"
 RETRAIN = BENCH.parent / "retrain_quality_head.py"
+CLICK_EFFECT = BENCH.parent / "click_effect.py"
 # The cache names carry the generator version: a new generator never reuses old scenes.
 TRAIN_FOLDER = f"photo-v{GENERATOR_VERSION}-n4-s1-96px"
 VAL_FOLDER = f"photo-v{GENERATOR_VERSION}-n2-s1001-96px"
@@ -66,3 +67,22 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
     for name, tensor in before.items():
         same = torch.equal(tensor, after[name])
         assert same != name.startswith("pose_quality."), name
+
+    # What a click changes, measured on the run's checkpoint.
+    spec = importlib.util.spec_from_file_location("click_effect", CLICK_EFFECT)
+    effect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(effect)
+    capsys.readouterr()
+    lines = effect.main(["--checkpoint", str(tmp_path / "run" / "last"),
+                         "--data", str(tmp_path / "cache" / VAL_FOLDER), "--images", "2",
+                         "--probe-images", "2", "--threads", "1"])
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["kind"] for line in printed] == ["machine", "noc", "click_gain", "error_share",
+                                                  "pin_probe"]
+    noc, gain, share, probe = lines
+    assert noc["n_images"] == 2 and 0 <= noc["NoC@90"] <= 17
+    assert gain["clicks"] >= 1 and 0 <= gain["other_closer"] <= 1
+    assert share["persons"] >= 1 and share["clicks_per_person"] >= 0
+    assert probe["pairs"] >= 1
+    for case in effect.PROBE_CASES:
+        assert 0 <= probe[f"repaired_{case}"] <= 1 and probe[f"median_error_{case}"] >= 0
