@@ -5,7 +5,7 @@
         [--out work/bench_runs/train_synthetic] [--threads N] [--workers 0] [--augment]
         [--lr 1.6e-3] [--lr-schedule step|cosine] [--batch-size 8] [--dn-groups 1] [--epochs 16] [--noc-images 200]
         [--heatmap-fine-level 1] [--no-heatmap-offsets] [--max-humans N] [--image-size PX]
-        [--score-target match|oks] [--feedback-max-rounds R] [--keypoint-candidates C]
+        [--score-target match|oks] [--feedback-max-rounds R]
         [--device cpu|cuda]
 
 The synthetic `photo` images are generated once per (count, seed, size) and reused from
@@ -60,8 +60,7 @@ def cached_dataset(cache: Path, images: int, seed: int, size: int, style: str = 
 def model_overrides(args) -> dict:
     """The preset's options this run changes."""
     overrides = {"heatmap_fine_level": args.heatmap_fine_level,
-                 "heatmap_offsets": args.heatmap_offsets, "max_humans": args.max_humans,
-                 "keypoint_candidates": args.keypoint_candidates}
+                 "heatmap_offsets": args.heatmap_offsets, "max_humans": args.max_humans}
     return {k: v for k, v in overrides.items() if v is not None}
 
 
@@ -97,9 +96,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-humans", type=int, default=None,
                         help="persons the keypoint decoder refines per image (default: the "
                              "preset's 10; the synthetic images hold at most 4)")
-    parser.add_argument("--keypoint-candidates", type=int, default=None,
-                        help="heatmap peaks per keypoint the decoder may jump to (default: "
-                             "the preset's)")
     parser.add_argument("--feedback-max-rounds", type=int, default=None,
                         help="most simulated click rounds of a feedback step (default: the "
                              "keypoint count, as the official code)")

@@ -16,7 +16,6 @@ from clickpose.model.box_ops import box_xyxy_to_cxcywh
 from clickpose.model.encoder import Encoder, EncoderState, valid_ratios_of
 from clickpose.model.human_decoder import HumanDecoder, HumanState
 from clickpose.model.inference import EvalTransform, outputs_to_poses
-from clickpose.model.keypoint_candidates import keypoint_candidates
 from clickpose.model.keypoint_decoder import KeypointDecoder, denoising_across_mask
 from clickpose.model.keypoint_heatmap import KeypointHeatmapHead, heatmap_snap, heatmap_start
 from clickpose.model.person_score import heatmap_support, person_scores
@@ -49,7 +48,7 @@ class ClickPose(nn.Module):
             config.dec_points, config.dropout, config.num_queries, config.max_humans)
         self.keypoint_decoder = KeypointDecoder(
             config.keypoint_layers, schema.num_keypoints, dim, config.ffn_dim, levels,
-            config.num_heads, config.dec_points, config.dropout, config.keypoint_candidates)
+            config.num_heads, config.dec_points, config.dropout)
         self.keypoint_heatmap = (
             KeypointHeatmapHead(dim, schema.num_keypoints,
                                 channels[0] if self.fine_levels else None,
@@ -163,13 +162,8 @@ class ClickPose(nn.Module):
             keypoints = torch.cat([keypoints, dn["keypoints"]], 1)
             pinned = torch.cat([pinned, dn["pinned"]], 1)
             across_mask = denoising_across_mask(num_humans, dn["valid"])
-        candidates = None
-        if self.config.keypoint_candidates:
-            candidates = keypoint_candidates(state.keypoint_heatmap.detach(), state.heatmap_mask,
-                                             boxes.detach(), self.config.keypoint_candidates,
-                                             _detached(state.keypoint_offsets))
         layers = self.keypoint_decoder(state, content, boxes, keypoints, pinned.to(torch.bool),
-                                       across_mask, candidates)
+                                       across_mask)
 
         normal = [{k: v[:, :num_humans] for k, v in out.items()} for out in layers]
         outputs = {**normal[-1], "aux_outputs": normal[:-1],
@@ -322,7 +316,3 @@ def boxes_xyxy_to_normalized(boxes_xyxy, size: tuple[int, int]) -> Tensor:
     boxes = torch.as_tensor(boxes_xyxy, dtype=torch.float32).reshape(-1, 4)
     scale = torch.tensor([w, h, w, h], dtype=torch.float32)
     return box_xyxy_to_cxcywh(boxes / scale).clamp(0.0, 1.0)
-
-
-def _detached(tensor: Tensor | None) -> Tensor | None:
-    return None if tensor is None else tensor.detach()

@@ -11,11 +11,6 @@ then heads refine the box, the person logit, every keypoint's xy (iteratively, i
 space) and predict its visibility / confidence. A pinned keypoint (a click, given exactly)
 is copied from the input at every layer, so it never drifts; a learned embedding marks
 its token as trustworthy so the other keypoints can lean on it.
-
-With `candidates` (clickpose.model.keypoint_candidates: each type's strongest heatmap
-peaks in the person's box), every keypoint token also sees where its candidates lie
-relative to it, and a pointer head per layer weighs staying at the refined place against
-jumping to each candidate: a keypoint on the wrong limb can reach the right one.
 """
 from __future__ import annotations
 
@@ -30,10 +25,6 @@ from clickpose.model.human_decoder import scale_to_padded
 from clickpose.model.layers import MLP, FeedForward, zero_last_layer
 from clickpose.model.ms_deform_attn import MSDeformAttn
 from clickpose.model.position_encoding import sine_embed
-
-# The pointer's first logit (stay where the regression puts the keypoint) over each
-# candidate's 0 at the start: e^-6 of the weight leaks to the candidates, enough to learn from.
-STAY_LOGIT = 6.0
 
 
 class KeypointDecoderLayer(nn.Module):
@@ -78,11 +69,9 @@ class KeypointDecoderLayer(nn.Module):
 
 class KeypointDecoder(nn.Module):
     def __init__(self, num_layers: int, num_keypoints: int, dim: int, ffn_dim: int,
-                 num_levels: int, num_heads: int, num_points: int, dropout: float,
-                 num_candidates: int = 0):
+                 num_levels: int, num_heads: int, num_points: int, dropout: float):
         super().__init__()
         self.dim, self.num_keypoints = dim, num_keypoints
-        self.num_candidates = num_candidates
         self.keypoint_embed = nn.Embedding(num_keypoints, dim)  # one content query per type
         self.pinned_embed = nn.Parameter(torch.zeros(dim))       # added to pinned keypoints
         self.given_person_embed = nn.Parameter(torch.zeros(dim))  # a person given by a box
@@ -103,15 +92,6 @@ class KeypointDecoder(nn.Module):
             zero_last_layer(head)
         for head in self.class_heads:
             nn.init.constant_(head.bias, -4.595)
-        if num_candidates:
-            # Per candidate: its offset from the keypoint in box units and its peak's strength.
-            self.candidate_embed = MLP(3 * num_candidates, dim, dim, 2)
-            self.pointer_heads = nn.ModuleList(nn.Linear(dim, 1 + num_candidates)
-                                               for _ in range(num_layers))
-            for head in self.pointer_heads:  # start by staying: the decoder as without them
-                nn.init.zeros_(head.weight)
-                nn.init.constant_(head.bias, 0.0)
-                head.bias.data[0] = STAY_LOGIT
 
     def default_keypoints(self, boxes: Tensor) -> Tensor:
         """(..., 4) cxcywh boxes -> (..., K, 2) starting keypoints inside each box."""
@@ -135,7 +115,6 @@ class KeypointDecoder(nn.Module):
         keypoints: Tensor,                # (B, P, K, 2) starting keypoints
         pinned: Tensor,                   # (B, P, K) bool: keypoints given exactly
         across_mask: Tensor | None = None,  # (B, P, P) True where a person may not look
-        candidates: tuple[Tensor, Tensor] | None = None,  # (B, P, K, C, 2), (B, P, K, C)
     ) -> list[dict[str, Tensor]]:
         """One dict per layer: pred_logits (B, P, 1), pred_boxes (B, P, 4),
         pred_keypoints (B, P, K, 2), pred_visibility (B, P, K)."""
@@ -155,9 +134,6 @@ class KeypointDecoder(nn.Module):
             ref_input = scale_to_padded(ref, state.valid_ratios)           # (B, P*T, L, 4)
             pos = self.ref_point_head(sine_embed(ref_input[:, :, 0], self.dim // 2))
             pos = pos.view(batch, persons, -1, self.dim)
-            if candidates is not None:
-                hint = self.candidate_embed(_candidate_features(candidates, keypoint_xy, box_ref))
-                pos = torch.cat([pos[:, :, :1], pos[:, :, 1:] + hint], dim=2)
             values = state.keypoint_values[i] if state.keypoint_values is not None else None
             tokens = layer(tokens, pos, ref_input, across_mask, state, values)
             box_tokens, keypoint_tokens = tokens[:, :, 0], tokens[:, :, 1:]
@@ -165,8 +141,6 @@ class KeypointDecoder(nn.Module):
             new_boxes = (self.box_heads[i](box_tokens) + inverse_sigmoid(box_ref)).sigmoid()
             xy = (self.xy_heads[i](keypoint_tokens)
                   + inverse_sigmoid(keypoint_ref[..., :2])).sigmoid()
-            if candidates is not None:
-                xy = self._point(i, keypoint_tokens, xy, candidates[0])
             xy = torch.where(pinned_xy, keypoints, xy)  # a click never moves
             outputs.append({
                 "pred_logits": self.class_heads[i](box_tokens),
@@ -177,24 +151,6 @@ class KeypointDecoder(nn.Module):
             box_ref = new_boxes.detach()
             keypoint_xy = xy.detach()
         return outputs
-
-
-    def _point(self, layer: int, tokens: Tensor, xy: Tensor, positions: Tensor) -> Tensor:
-        """The refined keypoints (B, P, K, 2) or the candidates (B, P, K, C, 2), as the
-        layer's pointer weighs them."""
-        weights = self.pointer_heads[layer](tokens).softmax(-1)        # (B, P, K, 1 + C)
-        places = torch.cat([xy[..., None, :], positions.to(xy.dtype)], dim=-2)
-        return (weights[..., None] * places).sum(-2)
-
-
-def _candidate_features(candidates: tuple[Tensor, Tensor], keypoints: Tensor,
-                        boxes: Tensor) -> Tensor:
-    """(B, P, K, 3C): each candidate's offset from the keypoint in units of the person's
-    box (clamped: a far candidate is far) and its peak's probability."""
-    positions, logits = candidates
-    offsets = (positions - keypoints[..., None, :]) / boxes[:, :, None, None, 2:].clamp(min=1e-3)
-    features = torch.cat([offsets.clamp(-2.0, 2.0), logits.sigmoid()[..., None]], -1)
-    return features.flatten(-2).to(keypoints.dtype)
 
 
 def denoising_across_mask(num_normal: int, dn_valid: Tensor) -> Tensor:

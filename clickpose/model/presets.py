@@ -46,9 +46,6 @@ class ModelConfig(BaseModel):
     # Start each person's keypoints from per-type heatmaps on the finest level
     # (clickpose.model.keypoint_heatmap) instead of one learned average pose.
     keypoint_heatmap: bool = False
-    # Each keypoint may jump to one of this many candidates, its type's strongest heatmap
-    # peaks in the person's box (clickpose.model.keypoint_candidates; 0: off).
-    keypoint_candidates: int = Field(0, ge=0)
     # Rank persons by a learned estimate of their pose's OKS (clickpose.model.pose_quality)
     # instead of the person probability weighed with the heatmap support.
     pose_quality: bool = False
@@ -86,8 +83,6 @@ class ModelConfig(BaseModel):
                              f"({self.num_heads}) and of 32 (GroupNorm groups)")
         if self.heatmap_offsets and not self.keypoint_heatmap:
             raise ValueError("heatmap_offsets needs keypoint_heatmap")
-        if self.keypoint_candidates and not self.keypoint_heatmap:
-            raise ValueError("keypoint_candidates needs keypoint_heatmap")
         if self.heatmap_fine_level is not None and (
                 not self.keypoint_heatmap
                 or self.heatmap_fine_level >= min(self.backbone_out_indices)):
