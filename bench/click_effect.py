@@ -36,22 +36,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.evaluation import emit, first_images, ground_truth
 from bench.latency import machine
 from clickpose.evaluate import NocSettings, run_noc
+from clickpose.evaluate.inputs import keypoint_category
 from clickpose.evaluate.matching import TargetPersons
 from clickpose.evaluate.sources import checkpoint_editors
 from clickpose.train.loop import default_cpu_threads
+from selection.oks import keypoint_similarities
 
 DEFAULT_DATA = Path("work/bench_synth/photo-v1.1-n200-s1005-256px")
 MOVED = 0.05           # an OKS term that changes by this much moved for real
 NOC_OKS = 0.9          # a person done, as AP 90 needs
 REPAIRED = 0.1         # a keypoint back within this fraction of the person scale
 PROBE_CASES = ("reference", "nothing_pinned", "partner_pinned", "others_pinned")
-
-
-def keypoint_similarities(keypoints: np.ndarray, target: np.ndarray, area: float,
-                          sigmas: np.ndarray) -> np.ndarray:
-    """(K, 2) pixels vs (K, 2) -> (K,) each keypoint's OKS term, as COCOeval computes it."""
-    sq = ((np.asarray(keypoints) - np.asarray(target)) ** 2).sum(-1)
-    return np.exp(-sq / (2 * max(area, 1.0) * (2 * sigmas) ** 2))
 
 
 class ClickRecorder:
@@ -81,8 +76,8 @@ class ClickRecorder:
         t = self._targets
         at_click = np.all(np.isclose(t.keypoints[:, k], xy), -1) & (t.visibility[:, k] > 0)
         g = int(np.flatnonzero(at_click)[0])  # the person the click was meant for
-        similarities = lambda kp: keypoint_similarities(kp, t.keypoints[g], t.areas[g],
-                                                        self._sigmas)
+        similarities = lambda kp: keypoint_similarities(
+            ((kp - t.keypoints[g]) ** 2).sum(-1), t.areas[g], self._sigmas)
         return {"first": person not in self._clicked, "labelled": t.visibility[g] > 0,
                 "clicked": k, "before": similarities(before.keypoints[person]),
                 "after": similarities(after.keypoints[person]),
@@ -110,11 +105,11 @@ def click_gain(records: list[dict]) -> dict:
         closer += int((delta >= MOVED).sum())
         farther += int((delta <= -MOVED).sum())
         others += int(free.sum())
-    share = lambda mask: round(float(mask.mean()), 4) if len(only) else None
+    mean = lambda values: round(float(values.mean()), 4) if len(only) else None
     return {"kind": "click_gain", "clicks": len(records),
-            "oks_click_only": share(only), "oks_after_refine": share(after),
-            "refine_better": share(after > only + 1e-3),
-            "refine_worse": share(after < only - 1e-3),
+            "oks_click_only": mean(only), "oks_after_refine": mean(after),
+            "refine_better": mean(after > only + 1e-3),
+            "refine_worse": mean(after < only - 1e-3),
             "other_keypoints": others,
             "other_closer": round(closer / max(others, 1), 4),
             "other_farther": round(farther / max(others, 1), 4)}
@@ -228,13 +223,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     dataset = first_images(dataset, args.images)
     editors = checkpoint_editors(args.checkpoint, args.data, dataset, "refine", schema)
     images = {im["id"]: im for im in dataset["images"]}
+    category_id = keypoint_category(dataset, "ground truth")["id"]
+    annotations: dict[int, list[dict]] = {}
+    for a in dataset["annotations"]:  # grouped once, as run_noc does
+        if a["category_id"] == category_id:
+            annotations.setdefault(a["image_id"], []).append(a)
     records: list[dict] = []
 
     def recorded(image_id: int):
         image = images[image_id]
-        annotations = [a for a in dataset["annotations"] if a["image_id"] == image_id]
-        targets = TargetPersons.from_annotations(annotations, image["width"], image["height"],
-                                                 schema.num_keypoints)
+        targets = TargetPersons.from_annotations(annotations.get(image_id, []), image["width"],
+                                                 image["height"], schema.num_keypoints)
         return ClickRecorder(editors(image_id), targets, schema.sigmas_array, records)
 
     result = run_noc(dataset, recorded, NocSettings(targets=(90,), mode="refine"), schema=schema)

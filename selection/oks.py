@@ -21,6 +21,13 @@ def box_areas(boxes: np.ndarray) -> np.ndarray:
     return wh[:, 0] * wh[:, 1]
 
 
+def keypoint_similarities(sq_dist: np.ndarray, area, sigmas: np.ndarray) -> np.ndarray:
+    """Each keypoint's OKS term: sq_dist (..., K) squared pixel distances, `area` pixels^2
+    broadcastable to (..., 1), sigmas (K,) -> (..., K)."""
+    variances = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    return np.exp(-sq_dist / variances / (np.asarray(area, dtype=np.float64) + _EPS) / 2)
+
+
 def oks_matrix(
     keypoints_a: np.ndarray,       # (A, K, 2)
     keypoints_b: np.ndarray,       # (B, K, 2)
@@ -36,10 +43,9 @@ def oks_matrix(
             f"{len(sigmas)} sigmas; the schema must match the predictions"
         )
     d2 = ((keypoints_a[:, None] - keypoints_b[None]) ** 2).sum(-1)          # (A, B, K)
-    var = (2 * sigmas) ** 2                                                  # (K,)
     area = np.broadcast_to(np.asarray(area, dtype=np.float64),
                            (len(keypoints_a), len(keypoints_b)))[..., None]  # (A, B, 1)
-    sim = np.exp(-d2 / var / (area + _EPS) / 2)                              # (A, B, K)
+    sim = keypoint_similarities(d2, area, sigmas)                            # (A, B, K)
     if weights_a is None:
         return sim.mean(-1)
     w = np.asarray(weights_a, dtype=np.float64)[:, None, :]                  # (A, 1, K)
