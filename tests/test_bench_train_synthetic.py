@@ -1,9 +1,11 @@
 """bench/train_synthetic.py end to end on a handful of small synthetic images, and
-bench/retrain_quality_head.py and bench/click_effect.py on the checkpoint it leaves."""
+bench/retrain_quality_head.py, bench/click_effect.py and bench/option_ab.py on the checkpoint
+it leaves."""
 import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from clickpose.data.synthetic import GENERATOR_VERSION
@@ -12,15 +14,21 @@ from clickpose.model.checkpoint import read_weights
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "train_synthetic.py"
 RETRAIN = BENCH.parent / "retrain_quality_head.py"
 CLICK_EFFECT = BENCH.parent / "click_effect.py"
+OPTION_AB = BENCH.parent / "option_ab.py"
 # The cache names carry the generator version: a new generator never reuses old scenes.
 TRAIN_FOLDER = f"photo-v{GENERATOR_VERSION}-n4-s1-96px"
 VAL_FOLDER = f"photo-v{GENERATOR_VERSION}-n2-s1001-96px"
 
 
+def load_bench(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("train_synthetic_bench", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench(BENCH)
     summary = bench.main(["--minutes", "0.05", "--epochs", "1", "--train-images", "4",
                           "--val-images", "2", "--size", "96", "--batch-size", "2",
                           "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
@@ -51,9 +59,7 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
         == stamp
 
     # The head alone, retrained on the run's frozen network, is measured the same way.
-    spec = importlib.util.spec_from_file_location("retrain_quality_head", RETRAIN)
-    retrain = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(retrain)
+    retrain = load_bench(RETRAIN)
     capsys.readouterr()
     retrain.main(["--checkpoint", str(tmp_path / "run" / "last"), "--out", str(tmp_path / "head"),
                   "--data", str(tmp_path / "cache" / TRAIN_FOLDER),
@@ -69,9 +75,7 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
         assert same != name.startswith("pose_quality."), name
 
     # What a click changes, measured on the run's checkpoint.
-    spec = importlib.util.spec_from_file_location("click_effect", CLICK_EFFECT)
-    effect = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(effect)
+    effect = load_bench(CLICK_EFFECT)
     capsys.readouterr()
     lines = effect.main(["--checkpoint", str(tmp_path / "run" / "last"),
                          "--data", str(tmp_path / "cache" / VAL_FOLDER), "--images", "2",
@@ -86,3 +90,30 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
     assert probe["pairs"] >= 1
     for case in effect.PROBE_CASES:
         assert 0 <= probe[f"repaired_{case}"] <= 1 and probe[f"median_error_{case}"] >= 0
+
+    # A model option against its absence, both fine-tuned from the run's checkpoint.
+    ab = load_bench(OPTION_AB)
+    capsys.readouterr()
+    common = ["--init", str(tmp_path / "run" / "last"), "--data", str(tmp_path / "cache" / TRAIN_FOLDER),
+              "--val", str(tmp_path / "cache" / VAL_FOLDER), "--minutes", "0.05", "--epochs", "1",
+              "--seeds", "0", "--noc-images", "1", "--batch-size", "2", "--threads", "1",
+              "--out", str(tmp_path / "ab")]
+    summary = ab.main([*common, "--option", "keypoint_position_values=true"])
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = [line["kind"] for line in printed]
+    assert kinds[0] == "machine" and kinds[-1] == "summary"
+    assert kinds.count("train") == kinds.count("ap") == 2 and kinds.count("noc") == 4
+    without, with_option = [line for line in printed if line["kind"] == "arm"]
+    assert (without["arm"], with_option["arm"]) == ("without", "with")
+    assert with_option["overrides"] == {"keypoint_position_values": True}
+    assert summary["refine_NoC@90_with_minus_without"] == {
+        0: round(with_option["refine_NoC@90"] - without["refine_NoC@90"], 3)}
+    weights = read_weights(tmp_path / "ab" / "seed0-with" / "last")
+    assert any("position_values" in name for name in weights)
+    assert not any("position_values" in name
+                   for name in read_weights(tmp_path / "ab" / "seed0-without" / "last"))
+    for option, says in (("keypoint_position_values=false", "already has"),
+                         ("no_such_field=1", "ModelConfig field"),
+                         ("keypoint_position_values=yes", "not JSON")):
+        with pytest.raises(SystemExit, match=says):
+            ab.main([*common, "--option", option])
