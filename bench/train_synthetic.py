@@ -5,7 +5,6 @@
         [--out work/bench_runs/train_synthetic] [--threads N] [--workers 0] [--augment]
         [--lr 1.6e-3] [--lr-schedule step|cosine] [--batch-size 8] [--dn-groups 1] [--epochs 16] [--noc-images 200]
         [--heatmap-fine-level 1] [--no-heatmap-offsets] [--max-humans N] [--image-size PX]
-        [--keypoint-position-values]
         [--score-target match|oks] [--feedback-max-rounds R]
         [--device cpu|cuda]
 
@@ -61,8 +60,7 @@ def cached_dataset(cache: Path, images: int, seed: int, size: int, style: str = 
 def model_overrides(args) -> dict:
     """The preset's options this run changes."""
     overrides = {"heatmap_fine_level": args.heatmap_fine_level,
-                 "heatmap_offsets": args.heatmap_offsets, "max_humans": args.max_humans,
-                 "keypoint_position_values": args.keypoint_position_values}
+                 "heatmap_offsets": args.heatmap_offsets, "max_humans": args.max_humans}
     return {k: v for k, v in overrides.items() if v is not None}
 
 
@@ -91,10 +89,6 @@ def main(argv: list[str] | None = None) -> dict:
                              "instead of the finest encoder level (stride 8)")
     parser.add_argument("--heatmap-offsets", action=argparse.BooleanOptionalAction, default=None,
                         help="sub-cell keypoint offsets beside the heatmaps (default: the "
-                             "preset's)")
-    parser.add_argument("--keypoint-position-values", action=argparse.BooleanOptionalAction,
-                        default=None,
-                        help="keypoint tokens read each other's positions (default: the "
                              "preset's)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="model input, shorter side (default: the preset's 256; larger "

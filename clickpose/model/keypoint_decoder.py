@@ -29,14 +29,10 @@ from clickpose.model.position_encoding import sine_embed
 
 class KeypointDecoderLayer(nn.Module):
     def __init__(self, dim: int, ffn_dim: int, num_levels: int, num_heads: int, num_points: int,
-                 dropout: float, position_values: bool = False):
+                 dropout: float):
         super().__init__()
         self.num_heads = num_heads
         self.within_attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
-        # With position values, what a token reads from the others carries where they are:
-        # a clicked wrist tells its elbow where to go, not only that it is trustworthy.
-        # Zero at first, so a checkpoint without them starts from the same function.
-        self.position_values = zero_linear(dim) if position_values else None
         self.norm1 = nn.LayerNorm(dim)
         self.across_attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
         self.norm2 = nn.LayerNorm(dim)
@@ -52,8 +48,7 @@ class KeypointDecoderLayer(nn.Module):
         batch, persons, length, dim = tokens.shape
         x = tokens.flatten(0, 1)
         q = x + pos.flatten(0, 1)
-        v = x if self.position_values is None else x + self.position_values(pos.flatten(0, 1))
-        x = self.norm1(x + self.dropout(self.within_attn(q, q, v, need_weights=False)[0]))
+        x = self.norm1(x + self.dropout(self.within_attn(q, q, x, need_weights=False)[0]))
         x = x.view(batch, persons, length, dim)
 
         box, box_pos = x[:, :, 0], pos[:, :, 0]
@@ -74,8 +69,7 @@ class KeypointDecoderLayer(nn.Module):
 
 class KeypointDecoder(nn.Module):
     def __init__(self, num_layers: int, num_keypoints: int, dim: int, ffn_dim: int,
-                 num_levels: int, num_heads: int, num_points: int, dropout: float,
-                 position_values: bool = False):
+                 num_levels: int, num_heads: int, num_points: int, dropout: float):
         super().__init__()
         self.dim, self.num_keypoints = dim, num_keypoints
         self.keypoint_embed = nn.Embedding(num_keypoints, dim)  # one content query per type
@@ -88,13 +82,8 @@ class KeypointDecoder(nn.Module):
         # Extent of each keypoint's sampling area, as a fraction of the box (logit).
         self.keypoint_extent = nn.Parameter(torch.full((num_keypoints, 2), -2.0))
         self.ref_point_head = MLP(2 * dim, dim, dim, 2)
-        layer = KeypointDecoderLayer(dim, ffn_dim, num_levels, num_heads, num_points, dropout,
-                                     position_values)
+        layer = KeypointDecoderLayer(dim, ffn_dim, num_levels, num_heads, num_points, dropout)
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
-        # The xy head then also sees its own keypoint's position, so that it can aim at a
-        # place it read from another keypoint (its move is relative to where it stands).
-        self.xy_positions = nn.ModuleList(
-            zero_linear(dim) for _ in range(num_layers)) if position_values else None
         self.class_heads = nn.ModuleList(nn.Linear(dim, 1) for _ in range(num_layers))
         self.box_heads = nn.ModuleList(MLP(dim, dim, 4, 3) for _ in range(num_layers))
         self.xy_heads = nn.ModuleList(MLP(dim, dim, 2, 3) for _ in range(num_layers))
@@ -150,10 +139,8 @@ class KeypointDecoder(nn.Module):
             box_tokens, keypoint_tokens = tokens[:, :, 0], tokens[:, :, 1:]
 
             new_boxes = (self.box_heads[i](box_tokens) + inverse_sigmoid(box_ref)).sigmoid()
-            xy_input = keypoint_tokens
-            if self.xy_positions is not None:
-                xy_input = xy_input + self.xy_positions[i](pos[:, :, 1:])
-            xy = (self.xy_heads[i](xy_input) + inverse_sigmoid(keypoint_ref[..., :2])).sigmoid()
+            xy = (self.xy_heads[i](keypoint_tokens)
+                  + inverse_sigmoid(keypoint_ref[..., :2])).sigmoid()
             xy = torch.where(pinned_xy, keypoints, xy)  # a click never moves
             outputs.append({
                 "pred_logits": self.class_heads[i](box_tokens),
@@ -164,14 +151,6 @@ class KeypointDecoder(nn.Module):
             box_ref = new_boxes.detach()
             keypoint_xy = xy.detach()
         return outputs
-
-
-def zero_linear(dim: int) -> nn.Linear:
-    """A dim -> dim projection that starts at zero (an added path that is off at first)."""
-    layer = nn.Linear(dim, dim)
-    nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
 
 
 def denoising_across_mask(num_normal: int, dn_valid: Tensor) -> Tensor:

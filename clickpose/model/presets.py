@@ -60,9 +60,6 @@ class ModelConfig(BaseModel):
     # Off: with the offsets, the decoder's keypoints beat the snapped ones once trained
     # (bench/results/train_synthetic_snap_*.jsonl); 0.08 helped before the offsets.
     heatmap_snap: float | None = Field(None, gt=0.0)
-    # Keypoint tokens read each other's positions in within-person attention, and each xy
-    # head its own (clickpose.model.keypoint_decoder): geometry a click can move others by.
-    keypoint_position_values: bool = False
     # Batch prediction only: decode every person again on the mirrored image and average
     # the two poses (test-time flip; about twice a prediction's cost). Sessions never flip.
     flip_test: bool = False
