@@ -7,7 +7,7 @@
 A 30-minute run of bench/train_synthetic.py from scratch moves by its random stream alone
 about as much as most options move it, so one run per option cannot tell them apart. Here
 both arms start from the same checkpoint (--init) and, per seed, draw the same batches:
-one fine-tunes with the option (a ModelConfig field, e.g. keypoint_position_values=true),
+one fine-tunes with the option (a ModelConfig field, e.g. max_humans=6),
 the other as the checkpoint is, each for --minutes with the bench's settings (cached
 backbone features, 1 denoising group, the lr dropped tenfold at 80 %). Tensors the option
 adds start at their initialisation (--init loads what matches). Each arm's last checkpoint
@@ -46,7 +46,7 @@ def parse_option(text: str, init: Path) -> tuple[str, object]:
     name, sep, raw = text.partition("=")
     if not sep or name not in ModelConfig.model_fields:
         raise SystemExit(f"--option {text!r}: give NAME=VALUE with NAME a ModelConfig field, "
-                         "e.g. keypoint_position_values=true")
+                         "e.g. max_humans=6")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:

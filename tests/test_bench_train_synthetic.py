@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from clickpose.data.synthetic import GENERATOR_VERSION
-from clickpose.model.checkpoint import read_weights
+from clickpose.model.checkpoint import read_checkpoint_config, read_weights
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "train_synthetic.py"
 RETRAIN = BENCH.parent / "retrain_quality_head.py"
@@ -98,22 +98,21 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
               "--val", str(tmp_path / "cache" / VAL_FOLDER), "--minutes", "0.05", "--epochs", "1",
               "--seeds", "0", "--noc-images", "1", "--batch-size", "2", "--threads", "1",
               "--out", str(tmp_path / "ab")]
-    summary = ab.main([*common, "--option", "keypoint_position_values=true"])
+    summary = ab.main([*common, "--option", "max_humans=3"])
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     kinds = [line["kind"] for line in printed]
     assert kinds[0] == "machine" and kinds[-1] == "summary"
     assert kinds.count("train") == kinds.count("ap") == 2 and kinds.count("noc") == 4
     without, with_option = [line for line in printed if line["kind"] == "arm"]
     assert (without["arm"], with_option["arm"]) == ("without", "with")
-    assert with_option["overrides"] == {"keypoint_position_values": True}
+    assert with_option["overrides"] == {"max_humans": 3}
     assert summary["refine_NoC@90_with_minus_without"] == {
         0: round(with_option["refine_NoC@90"] - without["refine_NoC@90"], 3)}
-    weights = read_weights(tmp_path / "ab" / "seed0-with" / "last")
-    assert any("position_values" in name for name in weights)
-    assert not any("position_values" in name
-                   for name in read_weights(tmp_path / "ab" / "seed0-without" / "last"))
-    for option, says in (("keypoint_position_values=false", "already has"),
+    for arm, humans in (("with", 3), ("without", 10)):  # 10: the tiny preset's
+        config = read_checkpoint_config(tmp_path / "ab" / f"seed0-{arm}" / "last")
+        assert config["model"]["max_humans"] == humans
+    for option, says in (("max_humans=10", "already has"),
                          ("no_such_field=1", "ModelConfig field"),
-                         ("keypoint_position_values=yes", "not JSON")):
+                         ("flip_test=yes", "not JSON")):
         with pytest.raises(SystemExit, match=says):
             ab.main([*common, "--option", option])
