@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
-from bench.training_run import run_training
+from bench.training_run import images_seen, run_training
 from clickpose.model.checkpoint import read_checkpoint_config
 from clickpose.model.presets import ModelConfig
 from clickpose.train.loop import TrainConfig, default_cpu_threads
@@ -72,7 +72,7 @@ def run_arm(args, seed: int, arm: str, overrides: dict) -> dict:
     summary = run_training(arm_config(args, seed, overrides, out))
     figures = evaluate_checkpoint(out / "last", args.val, noc_images=args.noc_images)
     line = {"kind": "arm", "seed": seed, "arm": arm, "overrides": overrides,
-            "images_seen": sum(r["train"]["images"] for r in summary["history"]),
+            "images_seen": images_seen(summary),
             "AP": figures["ap"],
             **{f"{mode}_NoC@90": noc["NoC@90"] for mode, noc in figures["noc"].items()}}
     emit(line)
@@ -83,17 +83,17 @@ def summarise(arms: list[dict], option: str) -> dict:
     by_seed: dict[int, dict[str, dict]] = {}
     for line in arms:
         by_seed.setdefault(line["seed"], {})[line["arm"]] = line
-    diffs = {seed: round(pair["with"]["refine_NoC@90"] - pair["without"]["refine_NoC@90"], 3)
-             for seed, pair in sorted(by_seed.items())}
-    model_only = {seed: round(pair["with"]["model-only_NoC@90"]
-                              - pair["without"]["model-only_NoC@90"], 3)
-                  for seed, pair in sorted(by_seed.items())}
+
+    def with_minus_without(key: str, digits: int) -> dict[int, float]:
+        return {seed: round(pair["with"][key] - pair["without"][key], digits)
+                for seed, pair in sorted(by_seed.items())}
+
+    refine = with_minus_without("refine_NoC@90", 3)
     return {"kind": "summary", "option": option,
-            "refine_NoC@90_with_minus_without": diffs,
-            "mean_refine_difference": round(statistics.fmean(diffs.values()), 3),
-            "model_only_NoC@90_with_minus_without": model_only,
-            "AP_with_minus_without": {seed: round(pair["with"]["AP"] - pair["without"]["AP"], 4)
-                                      for seed, pair in sorted(by_seed.items())}}
+            "refine_NoC@90_with_minus_without": refine,
+            "mean_refine_difference": round(statistics.fmean(refine.values()), 3),
+            "model_only_NoC@90_with_minus_without": with_minus_without("model-only_NoC@90", 3),
+            "AP_with_minus_without": with_minus_without("AP", 4)}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -21,6 +21,11 @@ def run_training(cfg: TrainConfig) -> dict:
               "loss": round(record["train"]["losses"]["loss"], 3), "lr": record["lr"],
               "elapsed_s": round(record["elapsed_s"], 1)})
     emit({"kind": "train", "minutes": cfg.max_minutes, "epochs_run": summary["last_epoch"] + 1,
-          "images_seen": sum(r["train"]["images"] for r in summary["history"]),
+          "images_seen": images_seen(summary),
           "train_config": json.loads(cfg.model_dump_json())})
     return summary
+
+
+def images_seen(summary: dict) -> int:
+    """Training images over every epoch of train()'s summary."""
+    return sum(r["train"]["images"] for r in summary["history"])
