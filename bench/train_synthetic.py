@@ -2,8 +2,7 @@
 
     .venv/bin/python bench/train_synthetic.py [--minutes 30] [--train-images 2000]
         [--val-images 200] [--seed 1] [--size 256] [--cache work/bench_synth]
-        [--out work/bench_runs/train_synthetic] [--threads N] [--processes P] [--workers 0]
-        [--augment]
+        [--out work/bench_runs/train_synthetic] [--threads N] [--workers 0] [--augment]
         [--lr 1.6e-3] [--lr-schedule step|cosine] [--batch-size 8] [--dn-groups 1] [--epochs 16] [--noc-images 200]
         [--heatmap-fine-level 1] [--no-heatmap-offsets] [--max-humans N] [--image-size PX]
         [--score-target match|oks] [--feedback-max-rounds R]
@@ -109,22 +108,17 @@ def main(argv: list[str] | None = None) -> dict:
                         help="multi-scale, crop and colour jitter, computing the backbone "
                              "every step (default: flip only, backbone features cached)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads per process (default: its share of the cores "
-                             "the workers leave)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="data-parallel training processes (CPU; clickpose.train.parallel)")
+                        help="torch CPU threads (default: the cores the workers leave)")
     parser.add_argument("--noc-images", type=int, default=200)
     parser.add_argument("--device", default=None)
     parser.add_argument("--skip-train", action="store_true",
                         help="evaluate the run already in --out")
     args = parser.parse_args(argv)
 
-    threads = args.threads or default_cpu_threads(args.workers, args.processes)
-    # With several training processes, this one only evaluates: every core is its.
-    torch.set_num_threads(threads if args.processes == 1 else default_cpu_threads(args.workers))
+    threads = args.threads or default_cpu_threads(args.workers)
+    torch.set_num_threads(threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    emit({**machine(device), "torch_threads": threads, "workers": args.workers,
-          "processes": args.processes})
+    emit({**machine(device), "torch_threads": threads, "workers": args.workers})
 
     started = time.perf_counter()
     train_dir = cached_dataset(args.cache, args.train_images, args.seed, args.size)
@@ -143,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
             # Square images: the longer side may grow with the shorter one.
             max_size=None if args.image_size is None else max(
                 args.image_size, preset_config("tiny").max_size),
-            max_minutes=args.minutes, threads=threads, processes=args.processes,
+            max_minutes=args.minutes, threads=threads,
             device=args.device, progress=False, cache_backbone_features=not args.augment))
 
     figures = evaluate_checkpoint(args.out / "last", val_dir, args.noc_images, args.device)

@@ -31,9 +31,7 @@ class TrainSettings(BaseModel):
     max_steps_per_epoch: int | None = None
     workers: int = 0
     device: str | None = None           # default: cuda when present, else cpu
-    threads: int | None = None          # CPU threads for torch per process (default: its
-                                        # share of the free cores)
-    processes: int = Field(1, ge=1)     # CPU data-parallel training processes
+    threads: int | None = None          # CPU threads for torch (default: the free cores)
     seed: int = 0
     # Frozen backbones only: features computed once per image and flip (augmentation: flip).
     cache_backbone_features: bool = False

@@ -40,7 +40,6 @@ def fine_tune(data: Path, out: Path, settings: TrainSettings, init: Path | None 
         model_overrides=settings.model_overrides if init is None else {},
         dn_groups=settings.dn_groups, feedback_max_rounds=settings.feedback_max_rounds,
         max_steps_per_epoch=settings.max_steps_per_epoch, threads=settings.threads,
-        processes=settings.processes,
         cache_backbone_features=settings.cache_backbone_features, progress=False)
     summary = train(cfg, log=log)
     checkpoint = Path(summary["last"])

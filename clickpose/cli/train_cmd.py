@@ -24,12 +24,6 @@ def train_command(
     lr: Annotated[float, Opt("--lr")] = 1e-4,
     backbone_lr_mult: Annotated[float, Opt("--backbone-lr-mult")] = 0.1,
     workers: Annotated[int, Opt("--workers", min=0)] = 2,
-    processes: Annotated[int, Opt(
-        "--processes", min=1, help="CPU only: data-parallel processes, each with its share of "
-        "every batch and of the cores (faster than more threads in one process for small "
-        "models)")] = 1,
-    threads: Annotated[int | None, Opt(
-        "--threads", min=1, help="torch threads per process (default: its share of the cores)")] = None,
     max_minutes: Annotated[float | None, Opt(
         "--max-minutes", help="stop after this many minutes (the checkpoint is saved)")] = None,
     resume: Annotated[bool, Opt("--resume", help="continue the run in --out")] = False,
@@ -61,8 +55,7 @@ def train_command(
     console = Console(highlight=False)
     cfg = TrainConfig(data=data, out=out, val=val, preset=preset, epochs=epochs,
                       batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
-                      workers=workers, processes=processes, threads=threads,
-                      max_minutes=max_minutes, resume=resume, init=init,
+                      workers=workers, max_minutes=max_minutes, resume=resume, init=init,
                       seed=seed, device=device, image_size=image_size,
                       backbone_weights=backbone_weights, dn_groups=dn_groups, feedback=feedback,
                       skip_bad=skip_bad, cache_backbone_features=cache_backbone_features)

@@ -10,14 +10,13 @@ import hashlib
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from torch.utils.data import DataLoader
 
 from clickpose.io import atomic_write_text
@@ -39,7 +38,6 @@ from clickpose.model.pose_errors import ErrorProbs
 from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
 from clickpose.train.feature_cache import BackboneFeatureCache, backbone_is_frozen
 from clickpose.train.optim import build_optimizer, build_scheduler, fit_schedule_to_deadline
-from clickpose.train.parallel import Parallel, ShardSampler, launch
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -76,9 +74,6 @@ class TrainConfig(BaseModel):
     max_steps_per_epoch: int | None = None
     skip_bad: bool = False
     threads: int | None = None         # CPU threads for torch; default: cores left by workers
-    # Data-parallel processes on the CPU (clickpose.train.parallel), each with its share of
-    # every batch and `threads` torch threads (default: its share of the cores).
-    processes: int = Field(1, ge=1)
     # Frozen backbone only: keep its features between epochs (augmentation: flip only).
     cache_backbone_features: bool = False
     feature_cache_mb: float = 2048.0
@@ -90,12 +85,10 @@ def pick_device(name: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def default_cpu_threads(workers: int, processes: int = 1) -> int:
-    """Torch threads of each training process on a CPU run: its share of the cores the data
-    workers leave free (at least one, at most torch's own default). Oversubscribed cores
-    make every step slower, not faster."""
-    free = (os.cpu_count() or 1) - workers * processes
-    return max(1, min(torch.get_num_threads(), free // processes))
+def default_cpu_threads(workers: int) -> int:
+    """Torch threads on a CPU run: the cores the data workers leave free (at least one, at
+    most torch's own default). Oversubscribed cores make every step slower, not faster."""
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - workers))
 
 
 def seed_everything(seed: int) -> None:
@@ -165,15 +158,9 @@ def _check_resume_schema(last: Path, schema: KeypointSchema, data: Path) -> None
         raise SchemaError(f"{e} (the data in {data} has '{schema.name}')") from None
 
 
-# Each process of a parallel run draws its own denoising and feedback noise.
-NOISE_SEED_STRIDE = 7919
-
-
 # ---- the run --------------------------------------------------------------------------------
 def train(cfg: TrainConfig, log=print) -> dict:
     """Train as `cfg` says; returns a summary (epochs run, best metric, paths, speed)."""
-    if cfg.processes > 1:
-        return _train_parallel(cfg)
     previous_threads = torch.get_num_threads()
     if pick_device(cfg.device).type == "cpu":
         torch.set_num_threads(cfg.threads or default_cpu_threads(cfg.workers))
@@ -183,30 +170,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
         torch.set_num_threads(previous_threads)
 
 
-def _train_parallel(cfg: TrainConfig) -> dict:
-    """`cfg.processes` processes on the CPU; process 0 logs (to stderr) and returns."""
-    if pick_device(cfg.device).type != "cpu":
-        raise ValueError(f"--processes {cfg.processes} trains on the CPU; on a GPU use one "
-                         "process (drop --processes or pass --device cpu)")
-    if cfg.batch_size % cfg.processes:
-        raise ValueError(f"--batch-size {cfg.batch_size} must be a multiple of --processes "
-                         f"{cfg.processes}: each process takes an equal share of every batch")
-    threads = cfg.threads or default_cpu_threads(cfg.workers, cfg.processes)
-    return launch(_train_in_process, cfg.processes, threads, cfg)[0]
-
-
-def _train_in_process(parallel: Parallel, cfg: TrainConfig) -> dict:
-    def log(line: str) -> None:
-        if parallel.main:
-            print(line, file=sys.stderr, flush=True)
-    return _train(cfg, log, parallel)
-
-
-def _train(cfg: TrainConfig, log, parallel: Parallel | None = None) -> dict:
+def _train(cfg: TrainConfig, log) -> dict:
     from clickpose.data import collate_batch, eval_transforms, load_coco_dataset, train_transforms
     from clickpose.data.transforms import flip_resize_transforms
 
-    parallel = parallel or Parallel()
     started = time.monotonic()
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else None
     out = Path(cfg.out)
@@ -241,7 +208,6 @@ def _train(cfg: TrainConfig, log, parallel: Parallel | None = None) -> dict:
         init_report = {}
     else:
         model, init_report = make_model(cfg, schema)
-    parallel.broadcast_weights(model)
     model.to(device)
     mc = model.config
     feature_cache = None
@@ -261,15 +227,11 @@ def _train(cfg: TrainConfig, log, parallel: Parallel | None = None) -> dict:
         val_set.transforms = eval_transforms(mc.image_size, mc.max_size, mean=mc.pixel_mean,
                                              std=mc.pixel_std)
     loader_gen = torch.Generator().manual_seed(cfg.seed)
-    # Several processes: each has its own shard and its share of every batch.
-    sampler = None if parallel.world == 1 else \
-        ShardSampler(len(train_set), parallel.rank, parallel.world, cfg.seed)
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size // parallel.world,
-                              shuffle=sampler is None, sampler=sampler,
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True,
                               num_workers=cfg.workers, collate_fn=collate_batch, drop_last=False,
                               generator=loader_gen, pin_memory=device.type == "cuda")
     # No persistent workers: each epoch's workers must see set_epoch() (seeded augmentation).
-    val_loader = None if val_set is None or not parallel.main else DataLoader(
+    val_loader = None if val_set is None else DataLoader(
         val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
         collate_fn=collate_batch)
 
@@ -279,7 +241,7 @@ def _train(cfg: TrainConfig, log, parallel: Parallel | None = None) -> dict:
         min(len(train_loader), cfg.max_steps_per_epoch)
     scheduler = build_scheduler(optimizer, max(1, steps_per_epoch * cfg.epochs),
                                 kind=cfg.lr_schedule)
-    noise_gen = torch.Generator().manual_seed(cfg.seed + 1 + NOISE_SEED_STRIDE * parallel.rank)
+    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
     generators = {"noise": noise_gen, "loader": loader_gen}
 
     start_epoch, best = 0, None
@@ -287,8 +249,6 @@ def _train(cfg: TrainConfig, log, parallel: Parallel | None = None) -> dict:
         state = load_training_state(last_dir, optimizer, scheduler, generators)
         start_epoch = state["epoch"] + 1
         best = state["extra"].get("best")
-        if not parallel.main:  # the saved noise stream is process 0's
-            noise_gen.manual_seed(cfg.seed + 1 + NOISE_SEED_STRIDE * parallel.rank + start_epoch)
         log(f"resuming {out} at epoch {start_epoch} (best so far: {best})")
     if init_report:
         log(f"initialised from {cfg.init}" + (
@@ -302,39 +262,33 @@ def _train(cfg: TrainConfig, log, parallel: Parallel | None = None) -> dict:
                           clip_max_norm=cfg.clip_max_norm, amp_dtype=amp_dtype)
     training_args = json.loads(cfg.model_dump_json())
     fingerprint = dataset_fingerprint(train_set)
-    if parallel.main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "train_config.json", cfg.model_dump_json(indent=2))
+    metrics_path = out / METRICS_FILE
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "train_config.json", cfg.model_dump_json(indent=2))
     log(f"training '{mc.preset}' on {len(train_set)} images ({schema.name}, "
         f"{schema.num_keypoints} keypoints) on {device}"
         + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
-        + (f" x {parallel.world} processes" if parallel.world > 1 else "")
         + (" with bf16 autocast" if amp_dtype else "") + f", epochs {start_epoch}..{cfg.epochs - 1}")
 
     epoch, record = start_epoch - 1, None
     for epoch in range(start_epoch, cfg.epochs):
-        if parallel.any(deadline is not None and time.monotonic() > deadline):
+        if deadline is not None and time.monotonic() > deadline:
             log(f"--max-minutes {cfg.max_minutes} reached before epoch {epoch}")
             epoch -= 1
             break
         train_set.set_epoch(epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
         stats = train_one_epoch(model, criterion, train_loader, optimizer, scheduler, device,
                                 epoch, schema, noise_gen, options, deadline=deadline,
-                                progress=cfg.progress and parallel.main,
-                                max_steps=cfg.max_steps_per_epoch, feature_cache=feature_cache,
-                                parallel=parallel)
+                                progress=cfg.progress, max_steps=cfg.max_steps_per_epoch,
+                                feature_cache=feature_cache)
         if feature_cache is not None:
             stats["feature_cache"] = {"items": len(feature_cache), "hits": feature_cache.hits,
                                       "misses": feature_cache.misses,
                                       "mb": round(feature_cache.bytes / 2**20, 1)}
         if deadline is not None and stats["seconds"] > 0:
             # The time limit, not the epoch count, ends this run: lower the lr in time.
-            # Process 0's clock: every process must drop the lr at the same step.
             fit_schedule_to_deadline(scheduler, scheduler.last_epoch,
-                                     stats["steps"] / stats["seconds"],
-                                     parallel.from_main(deadline - time.monotonic()))
+                                 stats["steps"] / stats["seconds"], deadline - time.monotonic())
         record = {"epoch": epoch, "train": stats, "lr": optimizer.param_groups[-1]["lr"],
                   "elapsed_s": time.monotonic() - started}
         if val_loader is not None:
@@ -348,15 +302,18 @@ def _train(cfg: TrainConfig, log, parallel: Parallel | None = None) -> dict:
         if improved:
             best = score
         record["best"] = best
-        if parallel.main:
-            save_epoch(out, record, model, optimizer, scheduler, generators, improved,
-                       training_args, fingerprint)
-        parallel.barrier()  # the others wait for the checkpoint before going on
+        _append_jsonl(metrics_path, record)
+        metrics = {"epoch": epoch, "train_loss": stats["losses"].get("loss")}
+        if "val" in record:
+            metrics["val"] = record["val"]["stats"]
+        save_checkpoint(last_dir, model, metrics, training_args, fingerprint)
+        save_training_state(last_dir, optimizer, scheduler, epoch, generators, {"best": best})
+        if improved:
+            save_checkpoint(best_dir, model, metrics, training_args, fingerprint)
         ap = f", val AP {record['val']['stats']['AP']:.4f}" if "val" in record else ""
         log(f"epoch {epoch}: loss {stats['losses'].get('loss', float('nan')):.4f}{ap}, "
             f"{stats['images_per_s']:.1f} images/s")
-        if stats["stopped_early"] and parallel.any(
-                deadline is not None and time.monotonic() > deadline):
+        if stats["stopped_early"] and deadline is not None and time.monotonic() > deadline:
             log(f"--max-minutes {cfg.max_minutes} reached during epoch {epoch}")
             break
 
@@ -364,22 +321,7 @@ def _train(cfg: TrainConfig, log, parallel: Parallel | None = None) -> dict:
             "last_epoch": epoch, "best_metric": best,
             "best_metric_name": "val AP" if val_set is not None else "minus train loss",
             "last_record": record,
-            "history": _read_jsonl(out / METRICS_FILE)}
-
-
-def save_epoch(out: Path, record: dict, model, optimizer, scheduler, generators: dict,
-               improved: bool, training_args: dict, fingerprint: dict) -> None:
-    """The epoch's metrics line, `last/` (with the training state) and, when it improved,
-    `best/`."""
-    _append_jsonl(out / METRICS_FILE, record)
-    metrics = {"epoch": record["epoch"], "train_loss": record["train"]["losses"].get("loss")}
-    if "val" in record:
-        metrics["val"] = record["val"]["stats"]
-    save_checkpoint(out / "last", model, metrics, training_args, fingerprint)
-    save_training_state(out / "last", optimizer, scheduler, record["epoch"], generators,
-                        {"best": record["best"]})
-    if improved:
-        save_checkpoint(out / "best", model, metrics, training_args, fingerprint)
+            "history": _read_jsonl(metrics_path)}
 
 
 def resumable_epoch(out: str | Path) -> int | None:
