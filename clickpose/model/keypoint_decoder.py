@@ -127,10 +127,12 @@ class KeypointDecoder(nn.Module):
         batch, persons = content.shape[:2]
         keypoint_content = (self.keypoint_embed.weight[None, None]
                             + pinned[..., None].to(content.dtype) * self.pinned_embed)
-        if self.correction_embed is not None and corrections is not None:
+        if self.correction_embed is not None:  # pinned keypoints only; none known: zero
+            if corrections is None:
+                corrections = torch.zeros_like(keypoints)
             relative = corrections / boxes[..., None, 2:].clamp(min=1e-3)
-            keypoint_content = keypoint_content + self.correction_embed(
-                relative * pinned[..., None].to(relative.dtype))
+            keypoint_content = keypoint_content + (
+                pinned[..., None].to(content.dtype) * self.correction_embed(relative))
         tokens = torch.cat([content[:, :, None], keypoint_content], dim=2)  # (B, P, 1+K, D)
         box_ref, keypoint_xy = boxes, keypoints
         pinned_xy = pinned[..., None]
