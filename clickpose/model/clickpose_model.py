@@ -48,7 +48,7 @@ class ClickPose(nn.Module):
             config.dec_points, config.dropout, config.num_queries, config.max_humans)
         self.keypoint_decoder = KeypointDecoder(
             config.keypoint_layers, schema.num_keypoints, dim, config.ffn_dim, levels,
-            config.num_heads, config.dec_points, config.dropout, config.click_corrections)
+            config.num_heads, config.dec_points, config.dropout)
         self.keypoint_heatmap = (
             KeypointHeatmapHead(dim, schema.num_keypoints,
                                 channels[0] if self.fine_levels else None,
@@ -138,15 +138,12 @@ class ClickPose(nn.Module):
     # ---- stage 3: keypoints --------------------------------------------------------------
     def decode_keypoints(self, state: EncoderState, humans: HumanState,
                          init_keypoints: Tensor | None = None, pinned: Tensor | None = None,
-                         dn: dict | None = None, start_keypoints: Tensor | None = None
-                         ) -> dict:
+                         dn: dict | None = None) -> dict:
         """Keypoints, visibility and refined boxes of the `humans`.
 
         init_keypoints (B, N, K, 2): start from these poses instead of the model's own
         default (clicks, a previous prediction, another detector's poses).
         pinned (B, N, K) bool: keypoints given exactly; they come out unchanged in every layer.
-        start_keypoints (B, N, K, 2): the poses before the clicks, for models with
-        click_corrections (each pinned keypoint's click minus its start).
         dn: denoising persons {boxes (B, D, 4), keypoints (B, D, K, 2), pinned (B, D, K),
         valid (B, D)} decoded alongside, unseen by the normal persons; see outputs["dn"].
         """
@@ -156,9 +153,6 @@ class ClickPose(nn.Module):
                      else init_keypoints)
         if pinned is None:
             pinned = torch.zeros(keypoints.shape[:-1], dtype=torch.bool, device=boxes.device)
-        corrections = None
-        if start_keypoints is not None and self.keypoint_decoder.correction_embed is not None:
-            corrections = (keypoints - start_keypoints) * pinned[..., None].to(keypoints.dtype)
         across_mask = None
         if dn is not None:
             num_dn = dn["boxes"].shape[1]
@@ -168,10 +162,8 @@ class ClickPose(nn.Module):
             keypoints = torch.cat([keypoints, dn["keypoints"]], 1)
             pinned = torch.cat([pinned, dn["pinned"]], 1)
             across_mask = denoising_across_mask(num_humans, dn["valid"])
-            if corrections is not None:  # a denoising pose's pinned keypoints were never off
-                corrections = torch.cat([corrections, torch.zeros_like(dn["keypoints"])], 1)
         layers = self.keypoint_decoder(state, content, boxes, keypoints, pinned.to(torch.bool),
-                                       across_mask, corrections)
+                                       across_mask)
 
         normal = [{k: v[:, :num_humans] for k, v in out.items()} for out in layers]
         outputs = {**normal[-1], "aux_outputs": normal[:-1],

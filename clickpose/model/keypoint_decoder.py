@@ -69,17 +69,12 @@ class KeypointDecoderLayer(nn.Module):
 
 class KeypointDecoder(nn.Module):
     def __init__(self, num_layers: int, num_keypoints: int, dim: int, ffn_dim: int,
-                 num_levels: int, num_heads: int, num_points: int, dropout: float,
-                 click_corrections: bool = False):
+                 num_levels: int, num_heads: int, num_points: int, dropout: float):
         super().__init__()
         self.dim, self.num_keypoints = dim, num_keypoints
         self.keypoint_embed = nn.Embedding(num_keypoints, dim)  # one content query per type
         self.pinned_embed = nn.Parameter(torch.zeros(dim))       # added to pinned keypoints
         self.given_person_embed = nn.Parameter(torch.zeros(dim))  # a person given by a box
-        self.correction_embed = None
-        if click_corrections:  # starts at zero: a checkpoint without it loads unchanged
-            self.correction_embed = MLP(2, dim, dim, 2)
-            zero_last_layer(self.correction_embed)
         nn.init.normal_(self.given_person_embed, std=0.02)
         nn.init.normal_(self.pinned_embed, std=0.02)
         # Default start: a learned layout per keypoint type, in units of the half box size.
@@ -120,19 +115,12 @@ class KeypointDecoder(nn.Module):
         keypoints: Tensor,                # (B, P, K, 2) starting keypoints
         pinned: Tensor,                   # (B, P, K) bool: keypoints given exactly
         across_mask: Tensor | None = None,  # (B, P, P) True where a person may not look
-        corrections: Tensor | None = None,  # (B, P, K, 2) click minus start, 0 if unpinned
     ) -> list[dict[str, Tensor]]:
         """One dict per layer: pred_logits (B, P, 1), pred_boxes (B, P, 4),
         pred_keypoints (B, P, K, 2), pred_visibility (B, P, K)."""
         batch, persons = content.shape[:2]
         keypoint_content = (self.keypoint_embed.weight[None, None]
                             + pinned[..., None].to(content.dtype) * self.pinned_embed)
-        if self.correction_embed is not None:  # pinned keypoints only; none known: zero
-            if corrections is None:
-                corrections = torch.zeros_like(keypoints)
-            relative = corrections / boxes[..., None, 2:].clamp(min=1e-3)
-            keypoint_content = keypoint_content + (
-                pinned[..., None].to(content.dtype) * self.correction_embed(relative))
         tokens = torch.cat([content[:, :, None], keypoint_content], dim=2)  # (B, P, 1+K, D)
         box_ref, keypoint_xy = boxes, keypoints
         pinned_xy = pinned[..., None]

@@ -49,10 +49,6 @@ class ModelConfig(BaseModel):
     # Rank persons by a learned estimate of their pose's OKS (clickpose.model.pose_quality)
     # instead of the person probability weighed with the heatmap support.
     pose_quality: bool = False
-    # A clicked keypoint's token also learns how far the click moved it from the pose the
-    # decode started from (its correction, in units of the box): a left/right swap or a
-    # shifted person shows in that vector, not in the click's position alone.
-    click_corrections: bool = False
     # A finer backbone level (a timm out index, e.g. stride 4) added to the heatmaps: they are
     # drawn at its resolution instead of the finest encoder level's (None: that level's).
     heatmap_fine_level: int | None = None

@@ -303,9 +303,7 @@ class InteractiveSession:
         with self._inference():
             logits = torch.zeros(1, len(self._persons), 1, device=device)  # not read
             humans = HumanState(content, boxes, logits)
-            start = torch.stack([p.start_keypoints for p in self._persons])[None]
-            out = self.model.decode_keypoints(self._state, humans, keypoints[None], pinned[None],
-                                              start_keypoints=start)
+            out = self.model.decode_keypoints(self._state, humans, keypoints[None], pinned[None])
         self.poses = self._to_poses(out)
         return self.poses
 

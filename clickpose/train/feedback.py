@@ -75,15 +75,13 @@ def feedback_losses(model, criterion: SetCriterion, state, humans, outputs: dict
     indices = criterion.matcher(base, targets, padded)
     # float32: a clicked keypoint must be the ground truth exactly, even under bf16 autocast.
     keypoints = outputs["pred_keypoints"].detach().float()
-    start = keypoints  # the poses before any click (a session decodes from them too)
     pinned = torch.zeros(keypoints.shape[:3], dtype=torch.bool, device=keypoints.device)
     refined = None
     for r in range(num_rounds):
         keypoints, pinned = simulate_clicks(keypoints, pinned, indices, padded)
         last = r == num_rounds - 1
         with torch.set_grad_enabled(last and torch.is_grad_enabled()):
-            refined = model.decode_keypoints(state, humans, init_keypoints=keypoints,
-                                             pinned=pinned, start_keypoints=start)
+            refined = model.decode_keypoints(state, humans, init_keypoints=keypoints, pinned=pinned)
         if not last:
             keypoints = refined["pred_keypoints"].detach().float()
     return criterion(keypoint_decoder_outputs(refined), targets, normalized=True, prefix="fb_",
