@@ -1,7 +1,6 @@
 """bench/active_learning.py: the --quick campaign for real, and its pieces on known inputs."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,23 +9,20 @@ import numpy as np
 import pytest
 import torch
 from annotator_fixtures import tiny_model
+from bench_scripts import load_bench
 from PIL import Image
 
 from clickpose.poses import Poses
 from selection import expected_clicks, least_confidence, select_batch
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "active_learning.py"
 K = 17
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("active_learning_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # its dataclasses look their module up by name
-    spec.loader.exec_module(module)
+    module = load_bench("active_learning")
     yield module
-    sys.modules.pop(spec.name, None)
+    sys.modules.pop(module.__name__, None)
 
 
 def test_quick_campaign_writes_curves_plot_and_target(bench, tmp_path, capsys):

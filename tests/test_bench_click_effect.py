@@ -1,14 +1,9 @@
 """bench/click_effect.py's measures on hand-made records (its run on a trained checkpoint is
 in test_bench_train_synthetic.py)."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from bench_scripts import load_bench
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "click_effect.py"
-spec = importlib.util.spec_from_file_location("click_effect_bench", BENCH)
-effect = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(effect)
+effect = load_bench("click_effect")
 
 LABELLED = np.array([True, True, True, True, False])
 

@@ -1,25 +1,17 @@
 """bench/drawn_boxes.py on the five COCO images of tests/data/coco-mini."""
-import importlib.util
 import json
 from pathlib import Path
 
 from annotator_fixtures import make_checkpoint
+from bench_scripts import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 COCO_MINI = ROOT / "tests" / "data" / "coco-mini"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("drawn_boxes_bench",
-                                                  ROOT / "bench" / "drawn_boxes.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def test_every_setting_draws_every_person(tmp_path, capsys):
     _, checkpoint = make_checkpoint(tmp_path / "ckpt")
-    rows = load_bench().main(["--checkpoint", str(checkpoint), "--data", str(COCO_MINI),
+    rows = load_bench("drawn_boxes").main(["--checkpoint", str(checkpoint), "--data", str(COCO_MINI),
                               "--threads", "1"])
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert printed == rows and rows[0]["kind"] == "machine"

@@ -1,18 +1,11 @@
 """bench/train_coco_dev.py end to end on the five COCO images of tests/data/coco-mini."""
-import importlib.util
 import json
 from pathlib import Path
 
+from bench_scripts import load_bench
+
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench" / "train_coco_dev.py"
 COCO_MINI = ROOT / "tests" / "data" / "coco-mini"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("train_coco_dev_bench", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 def peer_predictions_on(folder: Path, out: Path) -> Path:
@@ -30,7 +23,7 @@ def peer_predictions_on(folder: Path, out: Path) -> Path:
 
 def test_bench_trains_on_real_images_and_compares_with_a_peer(tmp_path, capsys):
     peer = peer_predictions_on(COCO_MINI, tmp_path / "peer.json")
-    summary = load_bench().main([
+    summary = load_bench("train_coco_dev").main([
         "--data", str(COCO_MINI), "--peer", str(peer), "--preset", "tiny",
         "--minutes", "0.05", "--epochs", "1", "--batch-size", "2", "--threads", "1",
         "--workers", "0", "--noc-images", "3", "--cache-backbone-features",

@@ -1,34 +1,22 @@
 """bench/train_synthetic.py end to end on a handful of small synthetic images, and
 bench/retrain_quality_head.py, bench/click_effect.py and bench/option_ab.py on the checkpoint
 it leaves."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from bench_scripts import load_bench
 
 from clickpose.data.synthetic import GENERATOR_VERSION
 from clickpose.model.checkpoint import read_checkpoint_config, read_weights
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "train_synthetic.py"
-RETRAIN = BENCH.parent / "retrain_quality_head.py"
-CLICK_EFFECT = BENCH.parent / "click_effect.py"
-OPTION_AB = BENCH.parent / "option_ab.py"
 # The cache names carry the generator version: a new generator never reuses old scenes.
 TRAIN_FOLDER = f"photo-v{GENERATOR_VERSION}-n4-s1-96px"
 VAL_FOLDER = f"photo-v{GENERATOR_VERSION}-n2-s1001-96px"
 
 
-def load_bench(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
-    bench = load_bench(BENCH)
+    bench = load_bench("train_synthetic")
     summary = bench.main(["--minutes", "0.05", "--epochs", "1", "--train-images", "4",
                           "--val-images", "2", "--size", "96", "--batch-size", "2",
                           "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
@@ -59,7 +47,7 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
         == stamp
 
     # The head alone, retrained on the run's frozen network, is measured the same way.
-    retrain = load_bench(RETRAIN)
+    retrain = load_bench("retrain_quality_head")
     capsys.readouterr()
     retrain.main(["--checkpoint", str(tmp_path / "run" / "last"), "--out", str(tmp_path / "head"),
                   "--data", str(tmp_path / "cache" / TRAIN_FOLDER),
@@ -75,7 +63,7 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
         assert same != name.startswith("pose_quality."), name
 
     # What a click changes, measured on the run's checkpoint.
-    effect = load_bench(CLICK_EFFECT)
+    effect = load_bench("click_effect")
     capsys.readouterr()
     lines = effect.main(["--checkpoint", str(tmp_path / "run" / "last"),
                          "--data", str(tmp_path / "cache" / VAL_FOLDER), "--images", "2",
@@ -92,7 +80,7 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
         assert 0 <= probe[f"repaired_{case}"] <= 1 and probe[f"median_error_{case}"] >= 0
 
     # A model option against its absence, both fine-tuned from the run's checkpoint.
-    ab = load_bench(OPTION_AB)
+    ab = load_bench("option_ab")
     capsys.readouterr()
     common = ["--init", str(tmp_path / "run" / "last"), "--data", str(tmp_path / "cache" / TRAIN_FOLDER),
               "--val", str(tmp_path / "cache" / VAL_FOLDER), "--minutes", "0.05", "--epochs", "1",

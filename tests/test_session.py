@@ -232,14 +232,11 @@ def test_a_session_with_no_persons(model):
 
 def test_latency_benchmark_runs(capsys):
     """bench/latency.py prints the machine and one JSON line per preset (figures not judged)."""
-    import importlib.util
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "bench" / "latency.py"
-    spec = importlib.util.spec_from_file_location("bench_latency", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from bench_scripts import load_bench
+
+    bench = load_bench("latency")
     rows = bench.main(["--presets", "tiny", "--size", "160", "--persons", "3", "--clicks", "3",
                        "--predictions", "1", "--device", "cpu"])
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
