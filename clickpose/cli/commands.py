@@ -2,7 +2,6 @@
 from clickpose.cli import (
     annotate_cmd,  # noqa: F401  annotate create|serve|status|export
     data_cmd,  # noqa: F401  check-data
-    demo_cmd,  # noqa: F401  demo
     eval_cmd,  # noqa: F401  eval ap, eval noc
     predict_cmd,  # noqa: F401  predict
     synth_cmd,  # noqa: F401  synth

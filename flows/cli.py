@@ -1,4 +1,8 @@
-"""`clickpose demo`: the active-learning campaign end to end on synthetic people (flows.demo)."""
+"""The `clickpose` command: the library's sub-commands (clickpose.cli) plus `clickpose demo`,
+the active-learning campaign end to end on synthetic people (flows.demo).
+
+The demo runs a Prefect flow, and the libraries never import flows, so the command that
+needs it is added here, where the console script is built."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +33,7 @@ def demo_command(
 ) -> None:
     """A 3-round campaign with the simulated annotator: progress, per-round AP / NoC / clicks,
     a report and a FiftyOne dataset. Run again, it continues (or shows) the same campaign."""
-    from flows.demo import run_demo  # flows orchestrate the libraries; imported on use
+    from flows.demo import run_demo  # Prefect loads only for the demo
 
     run_demo(work, pool=pool, val=val, seed_set=seed_set, rounds=rounds, budget_images=budget,
              train_minutes=train_minutes, initial_minutes=initial_minutes, fresh=fresh)
