@@ -94,6 +94,24 @@ def test_weights_that_do_not_fit_the_config_are_refused(saved, tmp_path):
         load_model(tmp_path)
 
 
+def test_a_model_config_this_version_cannot_build_is_refused_naming_file_and_field(saved,
+                                                                                   tmp_path):
+    folder, _ = saved
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["keypoint_wings"] = 2  # written by a version with an option this one lacks
+    config["model"]["hidden_dim"] = "wide"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError) as err:
+        load_model(tmp_path)
+    message = str(err.value)
+    assert str(tmp_path / "config.json") in message and "field 'model'" in message
+    assert "keypoint_wings" in message and "hidden_dim" in message
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="not an object"):
+        load_model(tmp_path)
+
+
 def test_schema_mismatch_names_both_schemas(saved):
     folder, _ = saved
     grown = coco17_plus(["head_top"])
@@ -174,3 +192,21 @@ def test_training_state_round_trip(tmp_path, schedule):
     (tmp_path / "training_state.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="damaged"):
         load_training_state(tmp_path, opt2, sched2)
+
+
+def test_damaged_training_state_json_is_refused_naming_the_file(tmp_path):
+    net = torch.nn.Linear(2, 2)
+    opt = build_optimizer(net, lr=1e-3)
+    sched = build_scheduler(opt, total_steps=10)
+    save_training_state(tmp_path, opt, sched, epoch=0)
+    path = tmp_path / "training_state.json"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # torn
+    with pytest.raises(CheckpointError, match="training_state.json: not valid JSON") as err:
+        load_training_state(tmp_path, opt, sched)
+    assert "another --out" in str(err.value)
+    payload = json.loads(text)
+    del payload["optimizer"]
+    path.write_text(json.dumps(payload))
+    with pytest.raises(CheckpointError, match="field 'optimizer' is missing"):
+        load_training_state(tmp_path, opt, sched)

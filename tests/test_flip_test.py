@@ -9,6 +9,7 @@ from annotator_fixtures import make_checkpoint, tiny_model
 from session_fixtures import structured_image
 
 from clickpose.model.clickpose_model import mirror_within_valid
+from clickpose.model.human_decoder import HumanState
 from clickpose.model.inference import EvalTransform
 from clickpose.train.predict import predict_folder
 
@@ -37,6 +38,25 @@ def test_flip_test_averages_the_keypoints_only():
         assert torch.equal(plain[key], flipped[key]), key
     moved = (plain["pred_keypoints"] - flipped["pred_keypoints"]).abs()
     assert moved.max() > 1e-4 and bool(torch.isfinite(flipped["pred_keypoints"]).all())
+    # The mean of the plain pose and the pose the decoder gives each person on the mirrored
+    # image (box mirrored, started from its mirrored pose), mirrored back, left and right
+    # exchanged.
+    permutation = model.schema.flip_permutation
+
+    def mirror(keypoints):
+        keypoints = keypoints[:, :, permutation].clone()
+        keypoints[..., 0] = 1.0 - keypoints[..., 0]
+        return keypoints
+
+    with torch.no_grad():
+        humans = model.detect_humans(model.encode(images, mask))
+        boxes = humans.boxes.clone()
+        boxes[..., 0] = 1.0 - boxes[..., 0]
+        other = model.decode_keypoints(model.encode(mirror_within_valid(images, mask), mask),
+                                       HumanState(humans.content, boxes, humans.logits),
+                                       init_keypoints=mirror(plain["pred_keypoints"]))
+    torch.testing.assert_close(flipped["pred_keypoints"],
+                               (plain["pred_keypoints"] + mirror(other["pred_keypoints"])) / 2)
 
 
 def test_predict_folder_with_flip_test(tmp_path):

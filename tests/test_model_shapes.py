@@ -93,8 +93,7 @@ def test_output_shapes_for_any_schema(num_keypoints):
     for key in ("pred_boxes", "pred_keypoints"):
         assert torch.isfinite(out[key]).all()
         assert (out[key] >= 0).all() and (out[key] <= 1).all()
-    # Encoder proposals never come from padding: the second image's proposal centres lie
-    # inside its own unpadded extent, i.e. in [0, 1] of its own size.
+    # (That proposals never come from padding: test_proposals_come_only_from_inside_each_image.)
     assert torch.isfinite(out["enc_outputs"]["pred_logits"]).all()
 
 

@@ -143,10 +143,15 @@ def test_run_folder_resume_predict(data, tmp_path):
     # Without --resume an existing run is not overwritten.
     with pytest.raises(FileExistsError):
         train(_config(data, out), log=lambda *_: None)
-    # --resume continues at the next epoch and appends to the log.
+    # A run stopped after logging epoch 1 but before saving its training state left a line.
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": 1, "stale": True}) + "\n")
+    # --resume continues at the next epoch and adds it to the log, once.
     summary = train(_config(data, out, epochs=2, resume=True), log=lambda *_: None)
-    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == [0, 1] and summary["last_epoch"] == 1 and resumable_epoch(out) == 2
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1] and "stale" not in records[1]
+    assert records[0] == first
+    assert summary["last_epoch"] == 1 and resumable_epoch(out) == 2
     # clickpose predict writes COCO results for every image.
     preds = tmp_path / "preds.json"
     result = CliRunner().invoke(app, ["predict", "--checkpoint", str(out / "best"), "--data",
@@ -168,6 +173,18 @@ def test_run_folder_resume_predict(data, tmp_path):
     # ... but a checkpoint with more keypoints than the data is refused, naming both.
     with pytest.raises(SchemaError, match="neither"):
         train(_config(data, tmp_path / "bad", init=adapted / "last"), log=lambda *_: None)
+
+
+def test_resumable_epoch_names_a_damaged_training_state(tmp_path):
+    from clickpose.model.checkpoint import CheckpointError
+
+    last = tmp_path / "last"
+    last.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        (last / name).write_text("{}")
+    (last / "training_state.json").write_text('{"epo')
+    with pytest.raises(CheckpointError, match=r"training_state.json: field 'epoch'"):
+        resumable_epoch(tmp_path)
 
 
 def test_validation_schema_must_match(data, tmp_path):

@@ -54,13 +54,33 @@ def read_checkpoint_config(path: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{where}: not valid JSON ({e}); the checkpoint is damaged, "
                               "copy it again or retrain") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{where}: holds a JSON {type(config).__name__}, not an object; "
+                              "this is not a checkpoint written by `clickpose train`")
     for key in ("format", "model", "schema", "weights_sha256"):
         if key not in config:
             raise CheckpointError(f"{where}: field '{key}' is missing; this is not a checkpoint "
                                   "written by `clickpose train`")
     if config["format"] != FORMAT:
         raise CheckpointError(f"{where}: 'format' is {config['format']!r}, expected {FORMAT!r}")
+    _check_model_config(config["model"], where)
     return config
+
+
+def _check_model_config(model: dict, where: Path) -> None:
+    from pydantic import ValidationError
+
+    from clickpose.model.presets import ModelConfig
+
+    try:
+        ModelConfig.model_validate(model)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(part) for part in err['loc']) or 'model'}: "
+                             f"{err['msg']}" for err in e.errors())
+        raise CheckpointError(
+            f"{where}: field 'model' does not describe a model this version of clickpose can "
+            f"build ({problems}); load it with the clickpose version that wrote it, or retrain"
+        ) from None
 
 
 def checkpoint_schema(path: str | Path) -> KeypointSchema:
@@ -288,6 +308,12 @@ def save_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, sc
     atomic_write_json(folder / STATE_JSON_FILE, payload, indent=1)
 
 
+def _no_resume(folder: Path) -> str:
+    """The way on when --resume cannot use `folder`'s training state (its checkpoint stays)."""
+    return (f"start a new run into another --out without --resume (--init {folder} starts it "
+            "from this checkpoint's weights)")
+
+
 def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, scheduler,
                         generators: dict[str, torch.Generator] | None = None) -> dict:
     """Restore what save_training_state wrote; returns {'epoch', 'extra'}."""
@@ -295,12 +321,21 @@ def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, sc
     json_path, tensor_path = folder / STATE_JSON_FILE, folder / STATE_TENSORS_FILE
     if not json_path.is_file() or not tensor_path.is_file():
         raise CheckpointError(f"{folder}: no {STATE_JSON_FILE} / {STATE_TENSORS_FILE} to resume "
-                              "from; start without --resume")
-    payload = json.loads(json_path.read_text())
+                              f"from; {_no_resume(folder)}")
+    try:
+        payload = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{json_path}: not valid JSON ({e}); the training state is "
+                              f"damaged; {_no_resume(folder)}") from None
+    missing = [k for k in ("epoch", "optimizer", "rng") if not isinstance(payload, dict)
+               or k not in payload]
+    if missing:
+        raise CheckpointError(f"{json_path}: field '{missing[0]}' is missing; the training state "
+                              f"is damaged; {_no_resume(folder)}")
     data = tensor_path.read_bytes()
     if _sha256(data) != payload.get("tensors_sha256"):
         raise CheckpointError(f"{tensor_path}: SHA-256 differs from {STATE_JSON_FILE}; the "
-                              "training state is damaged; start without --resume")
+                              f"training state is damaged; {_no_resume(folder)}")
     tensors = load_tensors(data)
     device = next((p.device for g in optimizer.param_groups for p in g["params"]), "cpu")
     state: dict[int, dict] = {}
@@ -319,12 +354,13 @@ def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, sc
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{json_path}: the optimizer state does not fit this model ({e}); "
-                              "start without --resume") from None
+                              f"{_no_resume(folder)}") from None
     if scheduler is not None and payload.get("scheduler") is not None:
         scheduler.load_state_dict(payload["scheduler"])
     torch.set_rng_state(tensors["rng/torch"])
     if torch.cuda.is_available():
-        cuda = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng/cuda/"))]
+        cuda = [tensors[k] for k in sorted((t for t in tensors if t.startswith("rng/cuda/")),
+                                           key=lambda t: int(t.rsplit("/", 1)[1]))]
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
     for name, gen in (generators or {}).items():

@@ -111,9 +111,11 @@ def train_sizes(image_size: int) -> list[int]:
     return sorted(sizes)
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+def _write_epoch_record(path: Path, record: dict) -> None:
+    """Add an epoch's line to metrics.jsonl, atomically. Lines of this epoch or later go: a
+    run stopped after logging an epoch but before saving its training state runs it again."""
+    kept = [r for r in _read_jsonl(path) if r["epoch"] < record["epoch"]]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in [*kept, record]))
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -302,7 +304,7 @@ def _train(cfg: TrainConfig, log) -> dict:
         if improved:
             best = score
         record["best"] = best
-        _append_jsonl(metrics_path, record)
+        _write_epoch_record(metrics_path, record)
         metrics = {"epoch": epoch, "train_loss": stats["losses"].get("loss")}
         if "val" in record:
             metrics["val"] = record["val"]["stats"]
@@ -334,4 +336,10 @@ def resumable_epoch(out: str | Path) -> int | None:
     state = last / "training_state.json"
     if not state.is_file():
         return None
-    return int(json.loads(state.read_text())["epoch"]) + 1
+    try:
+        return int(json.loads(state.read_text())["epoch"]) + 1
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(
+            f"{state}: field 'epoch' cannot be read ({type(e).__name__}: {e}); the training "
+            f"state is damaged; start a new run into another --out (--init {last} starts it "
+            "from this checkpoint's weights)") from None
