@@ -195,7 +195,14 @@ class KeypointSchema(BaseModel):
             else:
                 sigmas = [EXTRA_KEYPOINTS.get(n, (DEFAULT_NEW_SIGMA, None))[0] if n not in
                           COCO17_NAMES else COCO17_SIGMAS[COCO17_NAMES.index(n)] for n in names]
-        skeleton = [(a - 1, b - 1) for a, b in category.get("skeleton", [])]
+        try:
+            skeleton = [(a - 1, b - 1) for a, b in category.get("skeleton", [])]
+        except (TypeError, ValueError):
+            raise SchemaError(
+                f"{where}: category id {category.get('id')}: 'skeleton' is "
+                f"{category.get('skeleton')!r}; give a list of [a, b] pairs of 1-based "
+                "keypoint numbers"
+            ) from None
         flip = category.get("flip_pairs")
         flip = [tuple(p) for p in flip] if flip is not None else infer_flip_pairs(list(names))
         name = category.get("schema_name") or ("coco17" if list(names) == COCO17_NAMES

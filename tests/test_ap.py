@@ -172,3 +172,53 @@ def test_cli_eval_ap_reports_bad_detections(tmp_path, four_images):
     result = CliRunner().invoke(app, ["eval", "ap", "--gt", str(gt_path), "--dt", str(bad)])
     assert result.exit_code == 1
     assert "image id 424242 is not in the ground truth" in result.output
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.update(keypoints=[None] * 51),
+     r"'keypoints' holds None at position 0, expected a number"),
+    (lambda r: r.update(keypoints="x" * 51), r"'keypoints' is 'xxx.*', expected a list of 51"),
+    (lambda r: r.update(keypoints=5), r"'keypoints' is 5, expected a list of 51 numbers"),
+    (lambda r: r.update(image_id=[1]), r"image id \[1\] is not in the ground truth"),
+    (lambda r: r.update(bbox=[1, 2]), r"'bbox' has 2 numbers, expected 4"),
+])
+def test_malformed_detections_are_named(four_images, edit, message):
+    gt, dt = four_images
+    bad = copy.deepcopy(dt[0])
+    edit(bad)
+    with pytest.raises(EvalInputError, match=r"detections: result 0 \(image .*\): " + message):
+        evaluate_ap(gt, [bad])
+
+
+def test_non_finite_detections_are_refused(four_images):
+    """COCOeval would match a NaN pose as a perfect one (NaN < threshold is False): AP 1."""
+    gt, dt = four_images
+    nan = [{**r, "keypoints": [float("nan")] * 51} for r in dt]
+    assert run_cocoeval(gt, nan, coco17().sigmas_array).stats[0] == 1.0
+    with pytest.raises(EvalInputError, match=r"result 0 \(image \d+\): 'keypoints' holds nan "
+                       r"at position 0, expected a finite number"):
+        evaluate_ap(gt, nan)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["annotations"][0].update(keypoints=None), r"'keypoints' is None"),
+    (lambda d: d["annotations"][0].update(keypoints=[None] * 51),
+     r"'keypoints' holds None at position 0"),
+    (lambda d: d["annotations"][0].update(bbox=[1, 2]), r"'bbox' has 2 numbers, expected 4"),
+    (lambda d: d["annotations"][0].update(area="x"), r"'area' is 'x'"),
+    (lambda d: d["annotations"][0].update(num_keypoints=None), r"'num_keypoints' is None"),
+    (lambda d: d["annotations"].__setitem__(0, 5), r"annotations\[0\] is not an object"),
+    (lambda d: d["images"].__setitem__(0, 5), r"images\[0\] is not an object"),
+])
+def test_malformed_ground_truth_is_named(four_images, edit, message):
+    gt, dt = copy.deepcopy(four_images)
+    edit(gt)
+    with pytest.raises(EvalInputError, match=r"^ground truth: .*" + message):
+        evaluate_ap(gt, dt)
+
+
+def test_ground_truth_file_not_utf8(tmp_path, four_images):
+    path = tmp_path / "gt.json"
+    path.write_bytes(b"{\"images\": \"\xff\"}")
+    with pytest.raises(EvalInputError, match=r"gt.json: not UTF-8 text"):
+        evaluate_ap(path, four_images[1])

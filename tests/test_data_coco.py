@@ -435,3 +435,58 @@ def test_check_data_decode_finds_truncated_images(copy):
     result = runner.invoke(app, ["check-data", str(copy), "--decode"])
     assert result.exit_code == 1
     assert "image 489520: cannot be decoded" in result.output
+
+
+def test_check_data_skip_bad_does_not_accept_undecodable_images(copy):
+    """Training's --skip-bad reads headers only, so it cannot leave such an image out."""
+    from clickpose.cli.main import app
+
+    path = copy / "images" / "000000489520.jpg"
+    path.write_bytes(path.read_bytes()[:4000])
+    result = CliRunner().invoke(app, ["check-data", str(copy), "--decode", "--skip-bad"])
+    assert result.exit_code == 1
+    assert "1 image(s) cannot be decoded, which --skip-bad does not leave out" in \
+        " ".join(result.output.split())
+
+
+def test_check_data_prints_the_fix_in_square_brackets(copy):
+    """Rich markup must not swallow '[x, y, width, height]' from the message."""
+    from clickpose.cli.main import app
+
+    break_json(copy, lambda d: first_person(d).update(bbox=[1.0, 2.0]))
+    result = CliRunner().invoke(app, ["check-data", str(copy)])
+    assert result.exit_code == 1
+    assert "give [x, y, width, height] in pixels" in " ".join(result.output.split())
+
+
+def test_unhashable_category_id_is_an_issue(copy):
+    data = break_json(copy, lambda d: first_person(d).update(category_id=[1]))
+    with pytest.raises(DataError) as e:
+        read_coco_dataset(copy)
+    assert str(e.value).startswith(
+        f"{copy / 'annotations.json'}: annotation {first_person(data)['id']} (image 183872): "
+        "'category_id' is [1], which no entry of 'categories' has")
+
+
+def test_index_fills_what_cocoeval_reads_and_the_file_may_leave_out(copy):
+    """Without 'area' and 'num_keypoints' (and a crowd region without keypoints) the folder
+    loads, and its COCO index still evaluates (as validation during training does)."""
+    from clickpose.evaluate.ap import evaluate_ap
+
+    def edit(d):
+        for a in d["annotations"]:
+            a.pop("area")
+            a.pop("num_keypoints")
+            if a["iscrowd"]:
+                a.pop("keypoints")
+    data = break_json(copy, edit)
+    index = read_coco_dataset(copy)
+    persons = [a for a in raw_json()["annotations"] if not a["iscrowd"]]
+    perfect = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"],
+                "score": 1.0} for a in persons if a["num_keypoints"] > 0]
+    assert evaluate_ap(index.coco.dataset, perfect, index.schema).stats["AP"] == 1.0
+    entry = index.coco.anns[first_person(data)["id"]]
+    _, _, w, h = first_person(data)["bbox"]
+    assert entry["area"] == pytest.approx(w * h)
+    assert entry["num_keypoints"] == first_person(raw_json())["num_keypoints"]
+    assert index.coco.anns[CROWD_ANN]["keypoints"] == [0] * 51

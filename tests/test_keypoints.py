@@ -100,3 +100,10 @@ def test_save_and_load(tmp_path):
     s.save(tmp_path / "schema.json")
     assert KeypointSchema.load(tmp_path / "schema.json") == s
     assert infer_flip_pairs(["left_a", "b", "right_a"]) == [(0, 2)]
+
+
+def test_malformed_skeleton_names_the_field():
+    cat = {"id": 1, "name": "person", "keypoints": list(COCO17_NAMES), "skeleton": [[1]]}
+    with pytest.raises(SchemaError, match=r"^ann.json: category id 1: 'skeleton' is \[\[1\]\]; "
+                       r"give a list of \[a, b\] pairs"):
+        KeypointSchema.from_coco_category(cat, where="ann.json")

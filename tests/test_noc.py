@@ -320,3 +320,48 @@ def test_cli_eval_noc(tmp_path):
     refine = CliRunner().invoke(app, ["eval", "noc", "--data", str(data), "--mode", "refine",
                                       "--predictions", str(PEER / "movenet-coco-dev.json")])
     assert refine.exit_code == 1 and "--mode refine re-predicts with the model" in refine.output
+
+
+def _coco_dev_folder(tmp_path):
+    data = tmp_path / "coco-dev"
+    data.mkdir()
+    shutil.copy(PEER / "coco-dev-annotations.json", data / "annotations.json")
+    return data
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.update(keypoints=[float("nan")] * 51),
+     "'keypoints' holds nan at position 0, expected a finite number"),
+    (lambda r: r.update(bbox=[1, 2]), "'bbox' has 2 numbers, expected 4; give [x, y, w, h]"),
+    (lambda r: r.update(image_id=[1]), "image id [1] is not in the ground truth "),
+])
+def test_cli_eval_noc_names_bad_predictions(tmp_path, coco_dev, edit, message):
+    data = _coco_dev_folder(tmp_path)
+    _, dt = coco_dev
+    bad = json.loads(json.dumps(dt))
+    edit(bad[3])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    result = CliRunner().invoke(app, ["eval", "noc", "--data", str(data), "--predictions",
+                                      str(path)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    text = " ".join(result.output.split())
+    assert f"error: {path}: result 3 (image " in text and message in text
+
+
+def test_cli_eval_noc_needs_image_sizes(tmp_path):
+    data = _coco_dev_folder(tmp_path)
+    gt = json.loads((data / "annotations.json").read_text())
+    del gt["images"][0]["width"]
+    (data / "annotations.json").write_text(json.dumps(gt))
+    result = CliRunner().invoke(app, ["eval", "noc", "--data", str(data), "--mode", "manual"])
+    assert result.exit_code == 1
+    assert f"image {gt['images'][0]['id']}: 'width' is None" in " ".join(result.output.split())
+
+
+def test_cli_eval_noc_names_a_bad_checkpoint(tmp_path):
+    data = _coco_dev_folder(tmp_path)
+    result = CliRunner().invoke(app, ["eval", "noc", "--data", str(data), "--mode", "refine",
+                                      "--checkpoint", str(tmp_path / "no-such-run")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"error: {tmp_path / 'no-such-run'}" in " ".join(result.output.split())

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from clickpose.cli.main import app
 
@@ -17,7 +18,7 @@ console = Console(highlight=False)
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}", soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
     raise typer.Exit(1)
 
 

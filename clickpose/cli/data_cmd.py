@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from tqdm import tqdm
 
@@ -32,19 +33,23 @@ def check_data(
     try:
         index = read_coco_dataset(folder, skip_bad=True, progress=True)
     except (DataError, SchemaError) as e:
-        console.print(f"[red]error:[/red] {e}", markup=True, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(1) from None
-    issues = list(index.report.issues)
-    if decode:
-        issues += _decode_all(index)
+    # Training's --skip-bad reads image headers only: it cannot leave out undecodable images.
+    undecodable = _decode_all(index) if decode else []
+    issues = list(index.report.issues) + undecodable
     console.print(_summary(index))
     for issue in issues:
-        console.print(f"[yellow]problem:[/yellow] {issue}", soft_wrap=True)
+        console.print(f"[yellow]problem:[/yellow] {escape(str(issue))}", soft_wrap=True)
     if not issues:
         console.print("[green]ok[/green]: no problems found")
         return
-    skipped = len({i.image_id for i in issues if i.image_id is not None}
-                  | set(index.report.skipped_image_ids))
+    skipped = len(index.report.skipped_image_ids)
+    if undecodable:
+        console.print(f"[red]{len(issues)} problem(s)[/red]: fix them; {len(undecodable)} "
+                      "image(s) cannot be decoded, which --skip-bad does not leave out: replace "
+                      "them with the original files")
+        raise typer.Exit(1)
     if skip_bad:
         console.print(f"{len(issues)} problem(s); with --skip-bad, {skipped} image(s) are left out")
         return

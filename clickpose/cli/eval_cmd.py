@@ -6,13 +6,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from clickpose.cli.main import eval_app
 from clickpose.keypoints import SchemaError
 
 
 def _fail(console: Console, message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -74,6 +75,7 @@ def eval_noc(
         "--json", help="write summary + per image (JSON)")] = None,
 ) -> None:
     """Number of clicks: rounds of simulated correction until each image's AP reaches a target."""
+    from clickpose.data.errors import DataError
     from clickpose.evaluate.inputs import (
         EvalInputError,
         load_detections,
@@ -85,6 +87,14 @@ def eval_noc(
     from clickpose.evaluate.sources import checkpoint_editors, poses_by_image, prediction_editors
 
     console = Console(highlight=False)
+    errors: tuple[type[Exception], ...] = (EvalInputError, SchemaError, DataError)
+    if checkpoint is not None:
+        try:
+            from clickpose.model.checkpoint import CheckpointError
+        except ImportError:  # checkpoint_editors says why the model is not there
+            pass
+        else:
+            errors += (CheckpointError,)
     try:
         settings = NocSettings(targets=_parse_targets(targets), mode=mode, protocol=protocol,
                                max_rounds=max_rounds, topk=topk, error=error, min_score=min_score)
@@ -99,20 +109,20 @@ def eval_noc(
         _fail(console, "--mode model-only corrects existing poses: give --predictions or "
                        "--checkpoint")
     try:
-        dataset, where = load_ground_truth(data / "annotations.json")
+        dataset, where = load_ground_truth(data / "annotations.json", need_sizes=True)
         schema = schema_for(dataset, None, where)
         editor_for = None
         if predictions is not None and mode != "manual":
             results, dt_where = load_detections(predictions)
             if checkpoint is None:
-                editor_for = prediction_editors(results, dataset, schema, dt_where)
+                editor_for = prediction_editors(results, dataset, schema, dt_where, where)
             else:
-                initial = poses_by_image(results, dataset, schema, dt_where)
+                initial = poses_by_image(results, dataset, schema, dt_where, where)
                 editor_for = checkpoint_editors(checkpoint, data, dataset, mode, schema, initial)
         elif checkpoint is not None and mode != "manual":
             editor_for = checkpoint_editors(checkpoint, data, dataset, mode, schema)
         result = run_noc(dataset, editor_for, settings, schema, progress=True)
-    except (EvalInputError, SchemaError) as e:
+    except errors as e:
         _fail(console, str(e))
     for table in noc_tables(result):
         console.print(table)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from clickpose.cli.main import app
 
@@ -62,7 +63,7 @@ def train_command(
     try:
         summary = train(cfg, log=console.print)
     except (DataError, SchemaError, CheckpointError, FileExistsError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(1) from None
     best = summary["best_metric"]
     best_text = "no epoch finished" if best is None else (

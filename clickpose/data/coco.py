@@ -229,7 +229,9 @@ def _category_schema(category: dict, where: str) -> KeypointSchema:
                         "list of keypoint names")
     try:
         return KeypointSchema.from_coco_category(category, where=where)
-    except (SchemaError, TypeError, ValueError) as e:
+    except SchemaError as e:  # it names the file already
+        raise DataError(str(e)) from None
+    except (TypeError, ValueError) as e:
         raise DataError(f"{where}: category {category['id']}: {e}") from None
 
 
@@ -308,7 +310,7 @@ def _parse_annotation(ann, pos: int, where: str, image_ids: set[int], person_cat
         return DataIssue(where, reason, image_id=image_id, annotation_id=ann_id, field=field)
 
     category_id = ann.get("category_id")
-    if category_id not in category_ids:
+    if not _is_int(category_id) or category_id not in category_ids:
         return issue("category_id", f"is {category_id!r}, which no entry of 'categories' has; "
                      f"use the person category id {person_category}")
     if category_id != person_category:
@@ -417,13 +419,26 @@ def _index(data: dict, category: dict, entries: list[dict], persons: list[_Perso
     """pycocotools' COCO over the kept images and their person annotations (crowds included)."""
     kept = {k: v for k, v in data.items() if k not in COCO_LISTS}
     kept["images"] = entries
-    kept["annotations"] = [p.entry for p in persons]
+    kept["annotations"] = [_eval_entry(p, len(category["keypoints"])) for p in persons]
     kept["categories"] = [category]
     coco = COCO()
     coco.dataset = kept
     with contextlib.redirect_stdout(io.StringIO()):  # createIndex prints progress lines
         coco.createIndex()
     return coco
+
+
+def _eval_entry(person: _Person, k: int) -> dict:
+    """The annotation as in the file, plus what COCOeval reads and the file may leave out:
+    'area' (the box area then), 'num_keypoints', and a crowd region's keypoints."""
+    entry = dict(person.entry)
+    if person.keypoints is None:  # a crowd region without keypoints
+        entry["keypoints"] = [0] * (3 * k)
+        entry.setdefault("num_keypoints", 0)
+    else:
+        entry.setdefault("num_keypoints", int((person.keypoints[:, 2] > 0).sum()))
+    entry.setdefault("area", person.area)
+    return entry
 
 
 def _record(entry: dict, persons: list[_Person], images_dir: Path, k: int) -> ImageRecord:

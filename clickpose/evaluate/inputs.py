@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import math
+import numbers
 from pathlib import Path
 
 from pycocotools.coco import COCO
@@ -26,13 +27,40 @@ def _read_json(path: Path, what: str):
     if not path.is_file():
         raise EvalInputError(f"{path}: {what} file not found")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes())
     except json.JSONDecodeError as e:
         raise EvalInputError(f"{path}: not valid JSON ({e}); expected a COCO {what} file") from None
+    except UnicodeDecodeError as e:
+        raise EvalInputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected "
+                             f"a COCO {what} file (JSON)") from None
 
 
-def load_ground_truth(gt: str | Path | dict) -> tuple[dict, str]:
-    """(COCO person_keypoints dataset, a name for messages); checks the fields COCOeval needs."""
+def _numbers_problem(value, count: int) -> str | None:
+    """Why `value` is not a list of `count` finite numbers."""
+    if not isinstance(value, list):
+        return f"is {value!r}, expected a list of {count} numbers"
+    if len(value) != count:
+        return f"has {len(value)} numbers, expected {count}"
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            return f"holds {v!r} at position {i}, expected a number"
+        if not math.isfinite(v):
+            return f"holds {v} at position {i}, expected a finite number"
+    return None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_id(value) -> bool:
+    """An id pycocotools can index: COCO's integers (or strings)."""
+    return _is_int(value) or isinstance(value, str)
+
+
+def load_ground_truth(gt: str | Path | dict, need_sizes: bool = False) -> tuple[dict, str]:
+    """(COCO person_keypoints dataset, a name for messages); checks the fields COCOeval needs
+    (and each image's width and height with need_sizes, as NoC does)."""
     if isinstance(gt, dict):
         dataset, where = gt, "ground truth"
     else:
@@ -44,28 +72,56 @@ def load_ground_truth(gt: str | Path | dict) -> tuple[dict, str]:
         if not isinstance(dataset.get(field), list):
             raise EvalInputError(f"{where}: no '{field}' list; a COCO person_keypoints file has "
                                  "'images', 'annotations' and 'categories'")
-    images = {im.get("id") for im in dataset["images"]}
-    categories = {c.get("id"): c for c in dataset["categories"]}
+    for field in ("images", "annotations", "categories"):
+        for i, entry in enumerate(dataset[field]):
+            if not isinstance(entry, dict) or not _is_id(entry.get("id")):
+                raise EvalInputError(f"{where}: {field}[{i}] is not an object with an 'id'; "
+                                     "give every entry an integer id")
+    images = {im["id"] for im in dataset["images"]}
+    if need_sizes:
+        for im in dataset["images"]:
+            for key in ("width", "height"):
+                if not _is_int(im.get(key)) or im[key] <= 0:
+                    raise EvalInputError(f"{where}: image {im['id']}: '{key}' is "
+                                         f"{im.get(key)!r}; give the image's {key} in pixels")
+    categories = {c["id"]: c for c in dataset["categories"]}
     for ann in dataset["annotations"]:
-        ann_where = f"{where}: annotation {ann.get('id')} (image {ann.get('image_id')})"
-        if ann.get("image_id") not in images:
+        ann_where = f"{where}: annotation {ann['id']} (image {ann.get('image_id')})"
+        if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
             raise EvalInputError(f"{ann_where}: image id not in 'images'; add the image entry")
-        category = categories.get(ann.get("category_id"))
+        category = categories.get(ann.get("category_id")) if _is_id(ann.get("category_id")) \
+            else None
         if category is None:
-            raise EvalInputError(f"{ann_where}: category_id {ann.get('category_id')} is not in "
+            raise EvalInputError(f"{ann_where}: category_id {ann.get('category_id')!r} is not in "
                                  "'categories'")
         if "keypoints" not in category:
             continue
         expected = 3 * len(category["keypoints"])
-        if len(ann.get("keypoints", [])) != expected:
+        if isinstance(ann.get("keypoints"), list) and len(ann["keypoints"]) != expected:
             raise EvalInputError(
-                f"{ann_where}: 'keypoints' has {len(ann.get('keypoints', []))} numbers, expected "
+                f"{ann_where}: 'keypoints' has {len(ann['keypoints'])} numbers, expected "
                 f"{expected} ({expected // 3} x 3: x, y, v)")
-        for field, fix in (("area", "the person's segmentation area (or bbox w*h)"),
+        for field, fix in (("keypoints", f"x, y, v for each of the {expected // 3} keypoints"),
+                           ("area", "the person's segmentation area (or bbox w*h)"),
                            ("bbox", "[x, y, w, h] in pixels"),
                            ("num_keypoints", "the count of keypoints with v > 0")):
             if field not in ann:
                 raise EvalInputError(f"{ann_where}: no '{field}'; add {fix}")
+        problem = _numbers_problem(ann["keypoints"], expected)
+        if problem:
+            raise EvalInputError(f"{ann_where}: 'keypoints' {problem}; give x, y, v for each of "
+                                 f"the {expected // 3} keypoints")
+        problem = _numbers_problem(ann["bbox"], 4)
+        if problem or ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
+            raise EvalInputError(f"{ann_where}: 'bbox' {problem or 'has a negative size'}; give "
+                                 "[x, y, w, h] in pixels, w, h >= 0")
+        area = ann["area"]
+        if _numbers_problem([area], 1) or area < 0:
+            raise EvalInputError(f"{ann_where}: 'area' is {area!r}; give the person's "
+                                 "segmentation area (or bbox w*h) in square pixels")
+        if not _is_int(ann["num_keypoints"]) or ann["num_keypoints"] < 0:
+            raise EvalInputError(f"{ann_where}: 'num_keypoints' is {ann['num_keypoints']!r}; "
+                                 "give the count of keypoints with v > 0")
     return dataset, where
 
 
@@ -105,6 +161,8 @@ def schema_for(dataset: dict, schema: KeypointSchema | None, where: str) -> Keyp
 
 def check_detections(results: list[dict], dataset: dict, schema: KeypointSchema,
                      where: str, gt_where: str) -> None:
+    """Each result is a COCO keypoint result of a ground-truth image and category, with
+    finite numbers: COCOeval would match a NaN pose to a person as if it were perfect."""
     images = {im["id"] for im in dataset["images"]}
     categories = {c["id"] for c in dataset["categories"]}
     expected = 3 * schema.num_keypoints
@@ -116,16 +174,22 @@ def check_detections(results: list[dict], dataset: dict, schema: KeypointSchema,
             if field not in r:
                 raise EvalInputError(f"{r_where}: no '{field}'; a keypoint result is "
                                      "{image_id, category_id, keypoints, score}")
-        if r["image_id"] not in images:
-            raise EvalInputError(f"{r_where}: image id {r['image_id']} is not in the ground truth "
-                                 f"{gt_where}; predict on the images of that file")
-        if r["category_id"] not in categories:
-            raise EvalInputError(f"{r_where}: category_id {r['category_id']} is not a ground-truth "
-                                 f"category ({sorted(categories)})")
-        if len(r["keypoints"]) != expected:
-            raise EvalInputError(
-                f"{r_where}: 'keypoints' has {len(r['keypoints'])} numbers, expected {expected} "
-                f"({schema.num_keypoints} x 3: x, y, score)")
+        if not _is_id(r["image_id"]) or r["image_id"] not in images:
+            truth = "the ground truth" + ("" if gt_where == "ground truth" else f" {gt_where}")
+            raise EvalInputError(f"{r_where}: image id {r['image_id']!r} is not in {truth}; "
+                                 "predict on the images of that file")
+        if not _is_id(r["category_id"]) or r["category_id"] not in categories:
+            raise EvalInputError(f"{r_where}: category_id {r['category_id']!r} is not a "
+                                 f"ground-truth category ({sorted(categories)})")
+        problem = _numbers_problem(r["keypoints"], expected)
+        if problem:
+            raise EvalInputError(f"{r_where}: 'keypoints' {problem} ({schema.num_keypoints} x 3: "
+                                 "x, y, score; 0, 0, 0 for a keypoint not found)")
+        if "bbox" in r:
+            problem = _numbers_problem(r["bbox"], 4)
+            if problem:
+                raise EvalInputError(f"{r_where}: 'bbox' {problem}; give [x, y, w, h] in pixels "
+                                     "or leave the field out")
         if not isinstance(r["score"], (int, float)) or not math.isfinite(r["score"]):
             raise EvalInputError(f"{r_where}: 'score' must be a finite number, got {r['score']!r}")
 

@@ -12,9 +12,10 @@ from clickpose.poses import Poses
 
 
 def poses_by_image(results: list[dict], dataset: dict, schema: KeypointSchema,
-                   where: str = "predictions") -> dict[int, Poses]:
+                   where: str = "predictions", gt_where: str = "ground truth"
+                   ) -> dict[int, Poses]:
     """COCO keypoint results -> {image_id: Poses} for every ground-truth image (empty if none)."""
-    check_detections(results, dataset, schema, where, "ground truth")
+    check_detections(results, dataset, schema, where, gt_where)
     category_id = keypoint_category(dataset, where)["id"]
     grouped: dict[int, list[dict]] = defaultdict(list)
     for r in results:
@@ -25,9 +26,10 @@ def poses_by_image(results: list[dict], dataset: dict, schema: KeypointSchema,
 
 
 def prediction_editors(results: list[dict], dataset: dict, schema: KeypointSchema,
-                       where: str = "predictions") -> Callable[[int], PoseEditor]:
+                       where: str = "predictions", gt_where: str = "ground truth"
+                       ) -> Callable[[int], PoseEditor]:
     """editor_for(image_id): a ModelOnlyEditor over that image's predicted poses."""
-    poses = poses_by_image(results, dataset, schema, where)
+    poses = poses_by_image(results, dataset, schema, where, gt_where)
     return lambda image_id: ModelOnlyEditor(poses[image_id])
 
 
@@ -48,7 +50,8 @@ def checkpoint_editors(checkpoint: str | Path, data_dir: str | Path, dataset: di
             f"which cannot be imported here ({e}); evaluate a predictions file with --predictions "
             "instead") from None
     import torch
-    from PIL import Image
+
+    from clickpose.data.coco import load_image
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # With the data's schema, a checkpoint trained on other keypoints is refused by name.
@@ -60,7 +63,7 @@ def checkpoint_editors(checkpoint: str | Path, data_dir: str | Path, dataset: di
         if not path.is_file():
             raise EvalInputError(f"{path}: image {image_id} of the annotations is missing; "
                                  f"put it under {Path(data_dir) / 'images'}")
-        image = Image.open(path).convert("RGB")
+        image = load_image(path)  # a DataError names a file that cannot be decoded
         if initial is not None:
             session = model.session(image, initial_poses=initial[image_id])
         else:
