@@ -156,3 +156,34 @@ def test_simulated_annotator_labels_from_ground_truth(data, checkpoint):
         assert record["rounds"] <= 2 and record["seconds"] == 2.0 * record["clicks"]
     # An untrained model is far from the truth: the annotator has to click.
     assert batch.clicks > 0
+
+
+def test_campaign_config_refuses_settings_no_round_can_run(tmp_path, data):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="strategy"):
+        tiny_config(tmp_path, data, strategy="k_center")   # needs embeddings a round lacks
+    with pytest.raises(ValidationError, match="budget_clicks needs the predicted clicks.*"
+                                              "set scorer: expected_clicks"):
+        tiny_config(tmp_path, data, budget_clicks=30.0)
+    with pytest.raises(ValidationError, match="strategy 'top_per_click' needs"):
+        tiny_config(tmp_path, data, strategy="top_per_click")
+    with pytest.raises(ValidationError, match="budget_images and budget_clicks are both empty"):
+        tiny_config(tmp_path, data, budget_images=None)
+    with pytest.raises(ValidationError, match="promote_metric"):
+        tiny_config(tmp_path, data, promote_metric="noc_90")   # lower is better: not a rule
+    cost_aware = tiny_config(tmp_path, data, scorer="expected_clicks", strategy="top_per_click",
+                             budget_images=None, budget_clicks=30.0)
+    assert cost_aware.budget_clicks == 30.0
+
+
+def test_missing_seed_labels_and_val_name_the_file_and_the_field(tmp_path, data, checkpoint):
+    from clickpose.campaign.metrics import evaluate_checkpoint
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg = tiny_config(tmp_path, data, seed_labels=empty)
+    with pytest.raises(FileNotFoundError, match="annotations.json: seed_labels must be a labeled"):
+        campaign_data.seed_labels(cfg)
+    with pytest.raises(FileNotFoundError, match="give its path in val"):
+        evaluate_checkpoint(checkpoint, empty)

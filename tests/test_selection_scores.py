@@ -239,8 +239,10 @@ def test_error_consistency_is_deterministic_per_seed_and_image():
     a = error_consistency(5, p, refine, jitter, SIGMAS, seed=1)
     b = error_consistency(5, p, refine, jitter, SIGMAS, seed=1)
     c = error_consistency(5, p, refine, jitter, SIGMAS, seed=2)
+    other_image = error_consistency(6, p, refine, jitter, SIGMAS, seed=1)
     assert a.score == b.score
     assert a.score != c.score
+    assert a.score != other_image.score
 
 
 def test_error_consistency_counts_a_person_the_decoder_drops():

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # A small network for CPU rounds: fewer queries, one encoder layer (see clickpose.model.presets).
 CPU_MODEL = {"num_queries": 30, "max_humans": 6, "enc_layers": 1, "keypoint_layers": 2}
@@ -47,18 +47,20 @@ class CampaignConfig(BaseModel):
                                          # ground truth the simulated annotator reads)
     val: Path                            # fixed validation set: never enters training
     seed_labels: Path | None = None      # the labeled set the first model is trained on
-    initial_checkpoint: Path | None = None  # start from this instead of training on seed_labels
+    initial_checkpoint: Path | None = None  # round 0 fine-tunes it on seed_labels
     rounds: int = Field(3, ge=0)         # rounds after round 0
-    budget_images: int | None = 20       # per round
-    budget_clicks: float | None = None   # per round, in predicted clicks
+    budget_images: int | None = Field(20, ge=0)        # per round
+    budget_clicks: float | None = Field(None, ge=0)    # per round, in predicted clicks
     target_ap: float | None = None       # stop once val AP reaches it
     click_budget: float | None = None    # stop once the campaign has spent this many clicks
     scorer: Literal["least_confidence", "entropy", "expected_clicks", "random"] = \
         "least_confidence"
-    strategy: str = "top"
+    # The diversity strategies of select_batch need pooled embeddings, which a round does not
+    # compute: a campaign runs the ones that need only scores (and costs).
+    strategy: Literal["top", "random", "top_per_click"] = "top"
     selection_seed: int = 0
     shards: int = Field(2, ge=1)         # pool scoring fan-out
-    score_batch_size: int = 8
+    score_batch_size: int = Field(8, ge=1)
     annotation: Literal["simulated", "human"] = "simulated"
     noc_val_images: int | None = 20      # NoC on the first N val images (AP uses all)
     noc_max_rounds: int = 17
@@ -66,13 +68,27 @@ class CampaignConfig(BaseModel):
     inference_threads: int | None = 1    # torch CPU threads for scoring, simulation, NoC:
                                          # one thread per small decoder pass is fastest on
                                          # a busy machine (more threads mostly wait)
-    promote_metric: str = "ap"
+    promote_metric: Literal["ap", "ap50", "ap75"] = "ap"   # higher is better
     promote_min_delta: float = 0.0
     train: TrainSettings = Field(default_factory=TrainSettings)
     initial_train_minutes: float | None = None  # round 0's budget (default train.max_minutes)
     fiftyone_dataset: str | None = None  # default clickpose-NAME
     annotator_port: int = 8765
     annotation_timeout_s: int = 7 * 24 * 3600
+
+    @model_validator(mode="after")
+    def _check_budgets(self) -> CampaignConfig:
+        if self.budget_images is None and self.budget_clicks is None:
+            raise ValueError("campaign config: budget_images and budget_clicks are both empty; "
+                             "give a per-round budget in images, in predicted clicks, or both")
+        if self.scorer != "expected_clicks":
+            needs = ("budget_clicks" if self.budget_clicks is not None else
+                     "strategy 'top_per_click'" if self.strategy == "top_per_click" else None)
+            if needs:
+                raise ValueError(f"campaign config: {needs} needs the predicted clicks of every "
+                                 f"image, which scorer '{self.scorer}' does not give; set scorer: "
+                                 "expected_clicks")
+        return self
 
     @property
     def dataset_name(self) -> str:

@@ -81,7 +81,11 @@ def seed_labels(cfg: CampaignConfig) -> dict:
     if cfg.seed_labels is None:
         raise ValueError("campaign: give seed_labels (a labeled dataset folder) for the first "
                          "model, or an initial_checkpoint and seed_labels to record round 0")
-    coco = json.loads((Path(cfg.seed_labels) / "annotations.json").read_text())
+    where = Path(cfg.seed_labels) / "annotations.json"
+    if not where.is_file():
+        raise FileNotFoundError(f"{where}: seed_labels must be a labeled dataset folder "
+                                "(annotations.json + images/); give its path in seed_labels")
+    coco = json.loads(where.read_text())
     keys = [label_sets.image_key(label_sets.SEED, im["file_name"]) for im in coco["images"]]
     return label_sets.subset(coco, keys, label_sets.SEED)
 

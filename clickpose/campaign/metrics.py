@@ -21,8 +21,12 @@ def evaluate_checkpoint(checkpoint: str | Path, val_dir: Path, noc_images: int |
     from clickpose.train.predict import predict_folder
 
     val_dir = Path(val_dir)
-    ground_truth = json.loads((val_dir / "annotations.json").read_text())
-    schema = schema_for(ground_truth, None, str(val_dir / "annotations.json"))
+    where = val_dir / "annotations.json"
+    if not where.is_file():
+        raise FileNotFoundError(f"{where}: the validation set must be a labeled dataset folder "
+                                "(annotations.json + images/); give its path in val")
+    ground_truth = json.loads(where.read_text())
+    schema = schema_for(ground_truth, None, str(where))
     noc_set = _first_images(ground_truth, noc_images)
     settings = NocSettings(targets=NOC_TARGETS, mode="refine", protocol="annotator",
                            max_rounds=noc_max_rounds, ap_after=0, dataset_ap=False)
