@@ -59,7 +59,7 @@ class VerifyingReader:
         whole = size is None or size < 0
         data = self._raw.read() if whole else self._raw.read(size)
         self._digest.update(data)
-        if whole or not data:  # EOF: every byte went through the hash
+        if whole or (not data and size != 0):  # EOF: every byte went through the hash
             self._finish()
         return data
 

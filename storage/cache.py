@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from typing import BinaryIO
 
 from .backend import Store, sha256_file, verify
 from .errors import StorageError
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,11 @@ class MediaCache:
     def _hold(self, store: Store, key: str, sha256: str | None):
         """Yield (path, file) with a shared lock held, so that eviction skips the entry."""
         sha = sha256 or self._recorded_sha(store, key)
+        if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):  # it names the cache file
+            raise StorageError(
+                f"{store.uri}/{key}: sha256 {sha!r} is not 64 lowercase hex characters; pass the "
+                "sha256 the store recorded (PoolImage.sha256), or none to read it from the store"
+            )
         target = self._entry(sha, key)
         f = self._open_hit(target)
         if f is None:  # a miss: the new entry is locked before it becomes visible

@@ -67,6 +67,13 @@ def test_streaming_put_and_get(store):
     assert len(chunks) > 10 and b"".join(chunks) == payload
 
 
+def test_zero_byte_reads_do_not_end_the_stream(store):
+    store.put_bytes("stream/small.bin", b"intact bytes")
+    with store.open_read("stream/small.bin") as reader:
+        assert reader.read(0) == b""  # not EOF: must not run the sha256 check on nothing
+        assert reader.read(6) == b"intact" and reader.read() == b" bytes"
+
+
 def test_large_file_multipart_upload_and_download(store_spec, tmp_path):
     # 17 MiB with 5 MiB parts: 4 parts each way on S3 (the transfer manager), one file locally.
     options = dict(store_spec.options)

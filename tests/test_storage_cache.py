@@ -10,7 +10,7 @@ import threading
 import pytest
 from s3_server import StoreSpec
 
-from storage import ChecksumMismatchError, MediaCache
+from storage import ChecksumMismatchError, MediaCache, StorageError
 
 KB = 1024
 
@@ -60,6 +60,18 @@ def test_wrong_hash_is_refused_and_not_cached(store, tmp_path):
         cache.path(store, key, sha256="0" * 64)
     assert cache.stats().entries == 0
     assert cache.path(store, key, sha256=expected[key]).exists()
+
+
+def test_malformed_hash_is_refused_not_used_as_a_path(store, tmp_path):
+    expected = _fill(store, 1, 1 * KB)
+    (key,) = expected
+    outside = tmp_path / "outside.jpg"  # where objects/../../outside.jpg would point
+    outside.write_bytes(b"not the image")
+    cache = MediaCache(tmp_path / "cache", max_bytes=100 * KB)
+    for bad in ("../outside", expected[key].upper(), expected[key] + "\n"):
+        with pytest.raises(StorageError, match="64 lowercase hex"):
+            cache.path(store, key, sha256=bad)
+    assert cache.stats().entries == 0 and outside.read_bytes() == b"not the image"
 
 
 def _read_many(cache: MediaCache, store, expected: dict[str, str], reads: int, seed: int) -> int:

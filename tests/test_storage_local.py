@@ -1,6 +1,7 @@
 """Local-folder specifics: path traversal, symlinks, atomic writes; URI parsing."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,21 @@ def test_symlinks_out_of_the_store_refused(tmp_path):
 def test_interrupted_writes_are_invisible(tmp_path):
     store = LocalStore(tmp_path / "store")
     store.put_bytes("labels.json", b"v1")
+
+    class Broken(io.RawIOBase):  # a source that fails after its first chunk
+        def __init__(self):
+            self.sent = False
+
+        def read(self, size=-1):
+            if self.sent:
+                raise OSError("source went away")
+            self.sent = True
+            return b"v2 half"
+
+    with pytest.raises(OSError, match="source went away"):
+        store.put_stream("labels.json", Broken())
+    assert store.get_bytes("labels.json") == b"v1"
+    assert list((store.root / ".storage" / "tmp").iterdir()) == []
     # A crash mid-write leaves only a temporary file in the reserved folder.
     (store.root / ".storage" / "tmp" / "put-crashed.tmp").write_bytes(b"half")
     assert store.keys() == ["labels.json"] and store.get_bytes("labels.json") == b"v1"

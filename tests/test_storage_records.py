@@ -89,6 +89,9 @@ def test_dataset_records_are_validated(store):
     datasets = Datasets(store)
     from storage import PoolImage
 
+    for bad in ("0" * 63, "../" + "0" * 61, "Z" * 64):
+        with pytest.raises(DatasetFormatError, match="'sha256' must be 64 lowercase hex"):
+            datasets.set_pool("p", [PoolImage("a.png", 3, bad)], expected_version=0)
     v1 = datasets.set_pool("p", [PoolImage("a.png", 3, "0" * 64)], expected_version=0)
     with pytest.raises(DatasetFormatError, match="entry 0: image 'b.png' is not in the pool"):
         datasets.add_round("p", 1, _coco({"a.png": [0, 0]}), v1.number, selection=[{"image": "b.png", "score": 1}])
