@@ -12,7 +12,9 @@ from fastapi.testclient import TestClient
 from clickpose.annotator.security import require_token_off_loopback
 from clickpose.annotator.serve import serve
 from clickpose.annotator.server import create_app
-from clickpose.annotator.task import Task, wait_until_complete
+from clickpose.annotator.task import Task, TaskError, TaskImage, wait_until_complete
+
+LOCAL = "http://127.0.0.1:8765"  # the address the annotator serves on
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def setup(tmp_path_factory):
 def client(setup, tmp_path):
     _, model, checkpoint, paths = setup
     task = make_task(tmp_path / "task", model, checkpoint, paths)
-    with TestClient(create_app(task.folder, model=model)) as c:
+    with TestClient(create_app(task.folder, model=model), base_url=LOCAL) as c:
         c.task = task
         yield c
 
@@ -121,6 +123,38 @@ def test_finish_marks_the_task_complete(client):
     assert wait_until_complete(client.task.folder, timeout=1).complete
 
 
+def test_damaged_label_file_is_named_with_its_fix_and_left_alone(client):
+    image = _ids(client)[0]
+    client.post(f"/api/images/{image}/accept")
+    label_file = client.task.folder / "labels" / f"{image}.json"
+    good = json.loads(label_file.read_text())
+    for damaged, why in [(label_file.read_bytes()[:40], "line 1 column"),
+                         (json.dumps({**good, "person_ids": None}).encode(), "NoneType"),
+                         (json.dumps({k: v for k, v in good.items() if k != "provenance"}).encode(),
+                          "field 'provenance' is missing")]:
+        label_file.write_bytes(damaged)
+        for r in (client.get("/api/task"), client.post(f"/api/images/{image}/open")):
+            assert r.status_code == 409, r.text
+            detail = r.json()["detail"]
+            assert str(label_file) in detail and why in detail and "delete it" in detail
+        with pytest.raises(TaskError, match="is damaged"):
+            Task(client.task.folder).label(image)
+        assert label_file.read_bytes() == damaged        # nothing overwritten
+
+
+def test_create_task_overwrite_keeps_the_old_task_when_the_new_one_is_invalid(client):
+    from clickpose.annotator.task import create_task
+
+    task = client.task
+    image = _ids(client)[0]
+    client.post(f"/api/images/{image}/accept")
+    bad = [TaskImage(id="no/slash", filepath=task.images[0].filepath, width=1, height=1)]
+    with pytest.raises(TaskError, match="not plain names"):
+        create_task(task.folder, bad, {}, task.schema, overwrite=True)
+    assert Task(task.folder).label(image) is not None    # the accepted label survived
+    assert [im.id for im in Task(task.folder).images] == [im.id for im in task.images]
+
+
 BAD_REQUESTS = [
     # (action, body or raw bytes, expected status, words in the message)
     ("click", {"person": 0, "keypoint": 0, "x": 400, "y": 10}, 422, "outside image"),
@@ -188,6 +222,33 @@ def test_token_is_checked_on_every_request(setup, tmp_path):
         assert c.get(f"/api/images/{image}/pixels?token=s3cret").content[:2] == b"\xff\xd8"
         ok = c.post(f"/api/images/{image}/accept", headers={"X-ClickPose-Token": "s3cret"})
         assert ok.status_code == 200 and ok.json()["status"]["done"] == 1
+
+
+def test_other_sites_cannot_reach_the_annotator(setup, tmp_path):
+    _, model, checkpoint, paths = setup
+    task = make_task(tmp_path / "task", model, checkpoint, paths[:1])
+    image = task.images[0].id
+    # A page of another site whose host name resolves to 127.0.0.1 (DNS rebinding).
+    with TestClient(create_app(task.folder, model=model), base_url="http://evil.example:8765") as c:
+        r = c.get("/api/task")
+        assert r.status_code == 403 and "loopback" in r.json()["detail"]
+    with TestClient(create_app(task.folder, model=model), base_url=LOCAL) as c:
+        # A cross-site POST (a form or fetch on another site's page) changes nothing.
+        r = c.post(f"/api/images/{image}/accept", headers={"Origin": "http://evil.example"})
+        assert r.status_code == 403 and "evil.example" in r.json()["detail"]
+        assert c.post("/api/finish", headers={"Origin": "null"}).status_code == 403
+        assert not (task.folder / "labels").exists()
+        # Reading is allowed from the page's own origin, and so are its edits.
+        assert c.get("/api/task", headers={"Origin": "http://evil.example"}).status_code == 200
+        ok = c.post(f"/api/images/{image}/accept", headers={"Origin": LOCAL})
+        assert ok.status_code == 200 and ok.json()["status"]["done"] == 1
+    # With a token, a reverse proxy may forward any Host; other sites' POSTs stay refused.
+    with TestClient(create_app(task.folder, model=model, token="s3cret"),
+                    base_url="http://annotate.example.org") as c:
+        auth = {"X-ClickPose-Token": "s3cret"}
+        assert c.get("/api/task", headers=auth).status_code == 200
+        r = c.post(f"/api/images/{image}/undo", headers={**auth, "Origin": "http://evil.example"})
+        assert r.status_code == 403
 
 
 def test_binding_beyond_loopback_needs_a_token(tmp_path):

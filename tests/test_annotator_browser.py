@@ -9,9 +9,10 @@ import os
 
 import numpy as np
 import pytest
-from annotator_fixtures import free_port, make_checkpoint
+from annotator_fixtures import free_port, make_checkpoint, make_images, make_task
 from browser_fixtures import CHROMIUM, CHROMIUM_ARGS, needs_chromium, screen_point
 
+from clickpose.annotator.serve import launch
 from clickpose.data.synthetic import generate_dataset
 from clickpose.fo_backend import request_annotation
 from clickpose.fo_coco import import_coco_keypoints
@@ -160,3 +161,32 @@ def test_drag_a_keypoint_accept_finish_and_load(tmp_path):
     finally:
         results.stop_editor()
         dataset.delete()
+
+
+def test_an_image_that_fails_to_open_leaves_the_page_on_the_image_it_shows(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    model, checkpoint = make_checkpoint(tmp_path / "checkpoint")
+    task = make_task(tmp_path / "task", model, checkpoint, make_images(tmp_path / "data", 3))
+    first, second = task.images[0].id, task.images[1].id
+    (task.folder / "prelabels" / f"{second}.json").write_text("{")   # damaged
+    server = launch(task.folder, port=free_port(), log_file=tmp_path / "server.log")
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 820})
+            page.goto(server.url)
+            page.wait_for_selector('circle.kp[data-person="0"]')
+            with page.expect_response(lambda r: r.url.endswith("/open")) as answer:
+                page.keyboard.press("ArrowRight")
+            assert answer.value.status == 409
+            page.wait_for_function("document.getElementById('message').textContent"
+                                   ".includes('pre-label')")
+            assert page.text_content("#image-position") == "image 1 / 3"
+            # The next edit reaches the image on screen, not the one that failed to open.
+            with page.expect_response(lambda r: r.url.endswith("/undo")) as answer:
+                page.keyboard.press("z")
+            assert answer.value.status == 200 and f"/api/images/{first}/" in answer.value.url
+            browser.close()
+    finally:
+        server.stop()

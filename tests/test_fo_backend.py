@@ -25,6 +25,8 @@ from clickpose.fo_backend import (
 )
 from clickpose.labels_fo import add_predictions, pool_dataset
 
+LOCAL = "http://127.0.0.1:8765"  # the address the annotator serves on
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
@@ -43,6 +45,19 @@ def test_backend_is_registered_in_fiftyone_config():
     assert entry["config_cls"].endswith("ClickPoseBackendConfig")
 
 
+def test_configured_token_is_loaded_with_the_results_but_never_stored(monkeypatch):
+    from clickpose.fo_backend import ClickPoseBackendConfig
+
+    monkeypatch.setitem(fo.annotation_config.backends, "clickpose",
+                        {**fo.annotation_config.backends["clickpose"], "token": "from-config"})
+    stored = ClickPoseBackendConfig("clickpose", {"gt": {"type": "keypoints"}})
+    assert "token" not in json.dumps(stored.serialize())
+    stored.load_credentials()          # what load_annotation_results() does in a new process
+    assert stored.token == "from-config"
+    stored.load_credentials(token="given")
+    assert stored.token == "given"
+
+
 def test_annotate_new_field_edit_and_load_in_another_process(setup, tmp_path):
     _, _, checkpoint, dataset = setup
     view = dataset.limit(2)
@@ -53,7 +68,7 @@ def test_annotate_new_field_edit_and_load_in_another_process(setup, tmp_path):
     first, second = view.values("id")
     assert [im.id for im in results.task.images] == [first, second]
     assert len(results.task.prelabel(first).scores) == 2      # pre-labelled by the model
-    with TestClient(create_app(results.task_dir)) as c:       # the model from the checkpoint
+    with TestClient(create_app(results.task_dir), base_url=LOCAL) as c:       # the model from the checkpoint
         c.post(f"/api/images/{first}/open")
         r = c.post(f"/api/images/{first}/click",
                    json={"person": 1, "keypoint": "right_knee", "x": 64.0, "y": 192.0})
@@ -108,7 +123,7 @@ def test_existing_field_keeps_ids_and_leaves_unaccepted_images_alone(setup, tmp_
     assert set(prelabel_person_ids(task, edited)) == {i for i, _ in before[edited]}
     with pytest.raises(TimeoutError, match="0 of 2"):
         wait_for_annotation(dataset, "existing", timeout=0.2, poll_seconds=0.05)
-    with TestClient(create_app(results.task_dir)) as c:
+    with TestClient(create_app(results.task_dir), base_url=LOCAL) as c:
         state = c.post(f"/api/images/{edited}/open").json()
         kept = state["person_ids"][1]
         c.post(f"/api/images/{edited}/click", json={"person": 1, "keypoint": 0, "x": 10, "y": 12})

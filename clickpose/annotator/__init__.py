@@ -1,5 +1,5 @@
 """The Click-Pose web annotator: a task folder on disk, a FastAPI server over the model's
-InteractiveSession, and a plain JS page. See README.md in this folder."""
+InteractiveSession, and a plain JS page. See "Annotating with Click-Pose" in the README."""
 from clickpose.annotator.task import (
     Label,
     Task,

@@ -90,11 +90,17 @@ class Task:
             meta = json.loads(where.read_text())
         except json.JSONDecodeError as e:
             raise TaskError(f"{where}: not valid JSON ({e}); the task file is damaged") from None
-        if meta.get("format") != FORMAT:
-            raise TaskError(f"{where}: 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else meta
+            raise TaskError(f"{where}: 'format' is {found!r}, expected {FORMAT!r}")
         self.meta = meta
-        self.schema = KeypointSchema.model_validate(meta["schema"])
-        self.images = [TaskImage(**entry) for entry in meta["images"]]
+        try:
+            self.schema = KeypointSchema.model_validate(meta["schema"])
+            self.images = [TaskImage(**entry) for entry in meta["images"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise TaskError(f"{where}: the task file is damaged ({_why(e)}); restore it from a "
+                            "copy (labels/ and prelabels/ stay valid) or create the task "
+                            "again") from None
         self._by_id = {image.id: image for image in self.images}
 
     # ---- reading -----------------------------------------------------------------------
@@ -115,8 +121,13 @@ class Task:
     def prelabel(self, image_id: str) -> Poses:
         self.image(image_id)
         where = self.folder / PRELABELS / f"{image_id}.json"
-        return poses_from_json(json.loads(where.read_text()), self.schema.num_keypoints,
-                               where=str(where))
+        try:
+            return poses_from_json(json.loads(where.read_text()), self.schema.num_keypoints,
+                                   where="pre-label")
+        except (OSError, TypeError, ValueError) as e:
+            raise TaskError(f"{where}: the pre-label of image '{image_id}' is missing or "
+                            f"damaged ({_why(e)}); restore it from a copy, or create the task "
+                            "again in a new folder (to keep the labels accepted here)") from None
 
     def label(self, image_id: str) -> Label | None:
         """The accepted label of an image, or None while it is not accepted."""
@@ -124,9 +135,18 @@ class Task:
         where = self.folder / LABELS / f"{image_id}.json"
         if not where.is_file():
             return None
-        data = json.loads(where.read_text())
-        poses = poses_from_json(data["poses"], self.schema.num_keypoints, where=str(where))
-        return Label(image_id, poses, list(data["person_ids"]), data["provenance"])
+        try:
+            data = json.loads(where.read_text())
+            poses = poses_from_json(data["poses"], self.schema.num_keypoints, where="'poses'")
+            person_ids, provenance = list(data["person_ids"]), data["provenance"]
+            if len(person_ids) != poses.num_persons or not isinstance(provenance, dict):
+                raise ValueError(f"'person_ids' must hold one id per person "
+                                 f"({poses.num_persons}) and 'provenance' an object")
+        except (KeyError, TypeError, ValueError) as e:
+            raise TaskError(f"{where}: the accepted label of image '{image_id}' is damaged "
+                            f"({_why(e)}); restore the file from a copy, or delete it to "
+                            "annotate the image again from its pre-label") from None
+        return Label(image_id, poses, person_ids, provenance)
 
     def labels(self) -> dict[str, Label]:
         return {image.id: label for image in self.images
@@ -173,11 +193,9 @@ def create_task(folder: str | Path, images: list[TaskImage], prelabels: dict[str
     """Write a new task folder. `prelabels[id]` are the poses to start from (persons in the
     order the annotator sees them); `person_ids[id]` the existing label ids they came from."""
     folder = Path(folder)
-    if (folder / TASK_FILE).exists():
-        if not overwrite:
-            raise TaskError(f"{folder}: a task exists here; pick another folder or pass "
-                            "overwrite=True")
-        shutil.rmtree(folder)
+    if (folder / TASK_FILE).exists() and not overwrite:
+        raise TaskError(f"{folder}: a task exists here; pick another folder or pass "
+                        "overwrite=True")
     ids = [image.id for image in images]
     bad = [i for i in ids if not _ID.match(i)]
     if bad:
@@ -191,6 +209,10 @@ def create_task(folder: str | Path, images: list[TaskImage], prelabels: dict[str
         if poses.num_persons and poses.num_keypoints != schema.num_keypoints:
             raise TaskError(f"image '{image.id}': pre-label has {poses.num_keypoints} keypoints "
                             f"per person, schema '{schema.name}' has {schema.num_keypoints}")
+    if (folder / TASK_FILE).exists():   # overwrite, once the new task is known to be valid
+        shutil.rmtree(folder)
+    for image in images:
+        poses = prelabels[image.id]
         atomic_write_json(folder / PRELABELS / f"{image.id}.json", {
             **poses_to_json(poses),
             "person_ids": (person_ids or {}).get(image.id) or
@@ -201,6 +223,10 @@ def create_task(folder: str | Path, images: list[TaskImage], prelabels: dict[str
         "schema": schema.model_dump(mode="json"),
         "images": [asdict(image) for image in images]}, indent=1)
     return Task(folder)
+
+
+def _why(error: Exception) -> str:
+    return f"field {error} is missing" if isinstance(error, KeyError) else str(error)
 
 
 def prelabel_person_ids(task: Task, image_id: str) -> list[str]:

@@ -56,8 +56,12 @@ class ClickPoseBackendConfig(foua.AnnotationBackendConfig):
     def token(self):
         return self._token
 
+    @token.setter
+    def token(self, value):
+        self._token = value
+
     def load_credentials(self, token=None, **kwargs):
-        self._load_parameters(_token=token)
+        self._load_parameters(token=token)   # else the "token" of the annotation config
 
 
 class ClickPoseBackend(foua.AnnotationBackend):

@@ -51,18 +51,21 @@ async function edit(action, body, done = "") {
 
 // ---- images --------------------------------------------------------------------------
 async function openImage(index) {
-  if (index < 0 || index >= app.task.images.length) return;
-  app.index = index;
-  app.person = null;
-  app.keypoint = null;
+  if (index < 0 || index >= app.task.images.length || app.busy) return;
   const image = app.task.images[index];
+  app.busy = true;   // no edit in between: it would reach one image and be drawn on the other
   try {
-    app.state = await api("POST", `/api/images/${image.id}/open`);
+    const state = await api("POST", `/api/images/${image.id}/open`);
+    app.index = index;   // only now: after a failure the page stays on the image it shows
+    app.state = state;
+    app.person = state.poses.scores.length ? 0 : null;
+    app.keypoint = null;
   } catch (e) {
     say(e.message);
     return;
+  } finally {
+    app.busy = false;
   }
-  if (app.state.poses.scores.length) app.person = 0;
   render();
 }
 
