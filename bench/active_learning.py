@@ -166,13 +166,11 @@ def query_noise_passes(model, path: Path, passes: int, generator: torch.Generato
 
 @torch.no_grad()
 def pooled_memory(model, path: Path) -> np.ndarray:
-    """(D,) mean of the encoder memory over the image's tokens, unit length: the image's
-    embedding for k-center (the backbone's features after projection and encoding)."""
+    """The image's embedding for k-center (clickpose.model.embedding), without decoding."""
+    from clickpose.model.embedding import pooled_memory as of_state
+
     images, mask, _ = _image_tensor(model, path)
-    state = model.encode(images, mask)
-    keep = ~state.memory_mask[0]
-    vector = state.memory[0][keep].mean(0).double().numpy()
-    return vector / max(np.linalg.norm(vector), 1e-12)
+    return of_state(model.encode(images, mask))
 
 
 def model_outputs(strategy: Strategy, model, images: dict[str, Path], seed: int):

@@ -45,15 +45,19 @@ def score_pool(cfg: CampaignConfig, campaign_id: str, model_id: str, shard: tupl
                ) -> PoolScores:
     return scoring.score_shard(checkpoint_of(cfg, model_id), campaign_data.pool_images(cfg),
                                cfg.scorer, shard, cfg.score_batch_size, cfg.train.device,
-                               threads=cfg.inference_threads)
+                               threads=cfg.inference_threads,
+                               embeddings=cfg.needs_embeddings)
 
 
 @task(name="select-batch", cache_policy=CACHED, persist_result=True)
 def select_batch(cfg: CampaignConfig, campaign_id: str, round_index: int, scores: PoolScores,
                  labeled: list[str]) -> Selection:
+    # Labeled pool images were scored too: their embeddings seed k-center.
+    embeddings = scores.embeddings() if cfg.needs_embeddings else None
     return choose_batch(scores.scores, budget_images=cfg.budget_images,
                         budget_clicks=cfg.budget_clicks, strategy=cfg.strategy,
-                        seed=cfg.selection_seed + round_index, labeled=set(labeled))
+                        seed=cfg.selection_seed + round_index, labeled=set(labeled),
+                        embeddings=embeddings)
 
 
 @task(name="annotate-batch", cache_policy=CACHED, persist_result=True)

@@ -39,6 +39,9 @@ class ImageScore(BaseModel):
     persons: list[PersonScore] = Field(default_factory=list)
     parts: dict[str, float] = Field(default_factory=dict)
     note: str = ""                    # why the score is what it is, when it is a special case
+    # The image's embedding, kept when the diversity strategies will need it (select_batch's
+    # embeddings), so that it travels with the score through shards and merges.
+    embedding: list[float] | None = None
 
     @field_validator("score")
     @classmethod
@@ -50,6 +53,14 @@ class ImageScore(BaseModel):
     def _check_cost(cls, v: float | None) -> float | None:
         if v is not None and (_finite(v, "cost") < 0):
             raise ValueError(f"'cost' is {v}; a number of clicks cannot be negative")
+        return v
+
+    @field_validator("embedding")
+    @classmethod
+    def _check_embedding(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and not all(math.isfinite(x) for x in v):
+            raise ValueError("'embedding' holds a NaN or infinite value; an image's embedding "
+                             "must be finite numbers")
         return v
 
     def persons_worst_first(self) -> list[PersonScore]:
@@ -123,6 +134,10 @@ class PoolScores(BaseModel):
 
     def by_id(self) -> dict[ImageId, ImageScore]:
         return {s.image_id: s for s in self.scores}
+
+    def embeddings(self) -> dict[ImageId, list[float]]:
+        """The embeddings the scores carry, by image id (select_batch's `embeddings`)."""
+        return {s.image_id: s.embedding for s in self.scores if s.embedding is not None}
 
     def save(self, path: str | Path) -> None:
         from clickpose.io import atomic_write_text

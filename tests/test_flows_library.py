@@ -162,7 +162,7 @@ def test_campaign_config_refuses_settings_no_round_can_run(tmp_path, data):
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="strategy"):
-        tiny_config(tmp_path, data, strategy="k_center")   # needs embeddings a round lacks
+        tiny_config(tmp_path, data, strategy="k_medoids")
     with pytest.raises(ValidationError, match="budget_clicks needs the predicted clicks.*"
                                               "set scorer: expected_clicks"):
         tiny_config(tmp_path, data, budget_clicks=30.0)
@@ -175,6 +175,36 @@ def test_campaign_config_refuses_settings_no_round_can_run(tmp_path, data):
     cost_aware = tiny_config(tmp_path, data, scorer="expected_clicks", strategy="top_per_click",
                              budget_images=None, budget_clicks=30.0)
     assert cost_aware.budget_clicks == 30.0
+
+
+def test_diversity_strategies_choose_from_the_embeddings_pool_scoring_keeps(tmp_path, data,
+                                                                          checkpoint):
+    import numpy as np
+
+    from clickpose.campaign.scoring import score_shard
+    from flows import tasks
+
+    cfg = tiny_config(tmp_path, data, strategy="k_center", budget_images=3)
+    assert cfg.needs_embeddings and not tiny_config(tmp_path, data).needs_embeddings
+    images = campaign_data.pool_images(cfg)
+    scores = score_shard(checkpoint, images, cfg.scorer, (0, 1), embeddings=True, threads=1)
+    embeddings = scores.embeddings()
+    assert sorted(embeddings) == sorted(images)
+    vectors = np.array(list(embeddings.values()))
+    assert vectors.shape[1] == 64 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    assert len({tuple(np.round(v, 6)) for v in vectors}) == len(vectors)  # one per image
+    plain = score_shard(checkpoint, images, cfg.scorer, (0, 1), threads=1)
+    assert plain.embeddings() == {}
+    assert [s.score for s in plain.scores] == [s.score for s in scores.scores]
+
+    labeled = sorted(images)[:1]
+    chosen = tasks.select_batch.fn(cfg, "campaign", 1, scores, labeled)
+    ids = [item.image_id for item in chosen.items]
+    assert len(ids) == 3 and labeled[0] not in ids
+    # k-center: the first pick is the image farthest from the labeled one.
+    far = max((k for k in embeddings if k not in labeled),
+              key=lambda k: np.linalg.norm(np.subtract(embeddings[k], embeddings[labeled[0]])))
+    assert ids[0] == far
 
 
 def test_missing_seed_labels_and_val_name_the_file_and_the_field(tmp_path, data, checkpoint):

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from selection.strategies import NEEDS_EMBEDDINGS
+
 # A small network for CPU rounds: fewer queries, one encoder layer (see clickpose.model.presets).
 CPU_MODEL = {"num_queries": 30, "max_humans": 6, "enc_layers": 1, "keypoint_layers": 2}
 
@@ -55,9 +57,10 @@ class CampaignConfig(BaseModel):
     click_budget: float | None = None    # stop once the campaign has spent this many clicks
     scorer: Literal["least_confidence", "entropy", "expected_clicks", "random"] = \
         "least_confidence"
-    # The diversity strategies of select_batch need pooled embeddings, which a round does not
-    # compute: a campaign runs the ones that need only scores (and costs).
-    strategy: Literal["top", "random", "top_per_click"] = "top"
+    # selection's strategies; the diversity ones (k_center, weighted_k_center, cluster_top)
+    # make pool scoring keep each image's embedding (clickpose.model.embedding).
+    strategy: Literal["top", "random", "top_per_click", "k_center", "weighted_k_center",
+                      "cluster_top"] = "top"
     selection_seed: int = 0
     shards: int = Field(2, ge=1)         # pool scoring fan-out
     score_batch_size: int = Field(8, ge=1)
@@ -89,6 +92,10 @@ class CampaignConfig(BaseModel):
                                  f"image, which scorer '{self.scorer}' does not give; set scorer: "
                                  "expected_clicks")
         return self
+
+    @property
+    def needs_embeddings(self) -> bool:
+        return self.strategy in NEEDS_EMBEDDINGS
 
     @property
     def dataset_name(self) -> str:

@@ -23,25 +23,43 @@ def scorer_for(name: str) -> Callable[[str, Poses], ImageScore]:
     return SCORERS[name]
 
 
-def model_predictor(checkpoint: str | Path, images: dict[str, Path], device: str | None = None):
-    """predict_batch_fn(keys) -> [Poses] with the checkpoint's model on `images[key]`."""
+def model_predictor(checkpoint: str | Path, images: dict[str, Path], device: str | None = None,
+                    embeddings: bool = False):
+    """predict_batch_fn(keys) -> [Poses] with the checkpoint's model on `images[key]`, or
+    with `embeddings` [(Poses, embedding)] from the same pass."""
     from clickpose.data import load_image
     from clickpose.model.checkpoint import load_model
     from clickpose.train.loop import pick_device
 
     model = load_model(checkpoint, pick_device(device))
 
-    def predict_batch(keys: list[str]) -> list[Poses]:
+    def predict_batch(keys: list[str]) -> list:
+        if embeddings:
+            return [model.predict_with_embedding(load_image(images[key])) for key in keys]
         return [model.predict(load_image(images[key])) for key in keys]
 
     return predict_batch
 
 
+def with_embedding(scorer: Callable[[str, Poses], ImageScore]):
+    """A scorer of (Poses, embedding) predictions: the score of the poses, carrying the
+    embedding for the diversity strategies."""
+    def score(image_id: str, prediction) -> ImageScore:
+        poses, embedding = prediction
+        return scorer(image_id, poses).model_copy(update={"embedding": embedding.tolist()})
+
+    return score
+
+
 def score_shard(checkpoint: str | Path, images: dict[str, Path], scorer: str,
                 shard: tuple[int, int], batch_size: int = 8, device: str | None = None,
-                progress: bool = False, threads: int | None = None) -> PoolScores:
-    """The ImageScores of the pool images (keys of `images`) that shard (i, n) owns."""
+                progress: bool = False, threads: int | None = None,
+                embeddings: bool = False) -> PoolScores:
+    """The ImageScores of the pool images (keys of `images`) that shard (i, n) owns; with
+    `embeddings`, each carries the image's embedding (clickpose.model.embedding)."""
+    score = scorer_for(scorer)
     with torch_threads(threads):
-        predict = model_predictor(checkpoint, images, device)
-        return score_pool(sorted(images), predict, scorer_for(scorer), batch_size=batch_size,
-                          shard=shard, on_invalid="skip", progress=progress)
+        predict = model_predictor(checkpoint, images, device, embeddings)
+        return score_pool(sorted(images), predict, with_embedding(score) if embeddings else score,
+                          batch_size=batch_size, shard=shard, on_invalid="skip",
+                          progress=progress)

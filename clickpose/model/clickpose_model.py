@@ -7,12 +7,14 @@ per click.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from clickpose.keypoints import KeypointSchema, SchemaError
 from clickpose.model.backbone import Backbone, downsample_mask
 from clickpose.model.box_ops import box_xyxy_to_cxcywh
+from clickpose.model.embedding import pooled_memory
 from clickpose.model.encoder import Encoder, EncoderState, valid_ratios_of
 from clickpose.model.human_decoder import HumanDecoder, HumanState
 from clickpose.model.inference import EvalTransform, outputs_to_poses
@@ -187,13 +189,18 @@ class ClickPose(nn.Module):
         return outputs
 
     def forward(self, images: Tensor, mask: Tensor, dn: dict | None = None) -> dict:
+        return self.outputs_and_state(images, mask, dn)[0]
+
+    def outputs_and_state(self, images: Tensor, mask: Tensor, dn: dict | None = None
+                          ) -> tuple[dict, EncoderState]:
+        """The forward pass's outputs, and the encoder state they were decoded from."""
         state = self.encode(images, mask)
         humans = self.detect_humans(state)
         outputs = self.decode_keypoints(state, humans, dn=dn)
         if self.config.flip_test and not self.training and dn is None:
             outputs["pred_keypoints"] = self.flip_averaged_keypoints(images, mask, humans,
                                                                      outputs)
-        return outputs
+        return outputs, state
 
     @torch.no_grad()
     def flip_averaged_keypoints(self, images: Tensor, mask: Tensor, humans: HumanState,
@@ -265,15 +272,21 @@ class ClickPose(nn.Module):
         best first, duplicates (box IoU over config.duplicate_iou) dropped."""
         return outputs_to_poses(outputs, sizes, self.config.duplicate_iou)
 
-    @torch.no_grad()
     def predict(self, image) -> Poses:
         """One image (PIL, HxWx3 uint8 array or path) -> Poses sorted by score."""
+        return self.predict_with_embedding(image)[0]
+
+    @torch.no_grad()
+    def predict_with_embedding(self, image) -> tuple[Poses, np.ndarray]:
+        """predict's Poses, and the image's embedding from the same pass
+        (clickpose.model.embedding: what selection's diversity strategies compare)."""
         images, mask, size = EvalTransform.from_config(self.config)(image, self._device())
         was_training = self.training
         if was_training:
             self.eval()
         try:
-            return self.postprocess(self(images, mask), [size])[0]
+            outputs, state = self.outputs_and_state(images, mask)
+            return self.postprocess(outputs, [size])[0], pooled_memory(state)
         finally:
             if was_training:
                 self.train()
