@@ -152,6 +152,19 @@ def test_run_folder_resume_predict(data, tmp_path):
     assert [r["epoch"] for r in records] == [0, 1] and "stale" not in records[1]
     assert records[0] == first
     assert summary["last_epoch"] == 1 and resumable_epoch(out) == 2
+    # A run stopped after saving epoch 2's weights but before their training state: the
+    # state belongs to other weights, and --resume says so instead of mixing them.
+    from clickpose.model.checkpoint import (CheckpointError, build_from_config, read_weights,
+                                            save_checkpoint)
+    weights = read_weights(out / "last")
+    model = build_from_config(json.loads((out / "last" / "config.json").read_text()))
+    model.load_state_dict({k: v + 1e-3 if v.is_floating_point() else v
+                           for k, v in weights.items()})
+    state_before = (out / "last" / "training_state.json").read_bytes()
+    save_checkpoint(out / "last", model, {"epoch": 2})
+    with pytest.raises(CheckpointError, match="stopped between the two writes after epoch 2"):
+        train(_config(data, out, epochs=3, resume=True), log=lambda *_: None)
+    assert (out / "last" / "training_state.json").read_bytes() == state_before
     # clickpose predict writes COCO results for every image.
     preds = tmp_path / "preds.json"
     result = CliRunner().invoke(app, ["predict", "--checkpoint", str(out / "best"), "--data",

@@ -249,6 +249,7 @@ def _train(cfg: TrainConfig, log) -> dict:
     start_epoch, best = 0, None
     if cfg.resume:
         state = load_training_state(last_dir, optimizer, scheduler, generators)
+        _check_state_fits_weights(last_dir, state)
         start_epoch = state["epoch"] + 1
         best = state["extra"].get("best")
         log(f"resuming {out} at epoch {start_epoch} (best so far: {best})")
@@ -309,7 +310,11 @@ def _train(cfg: TrainConfig, log) -> dict:
         if "val" in record:
             metrics["val"] = record["val"]["stats"]
         save_checkpoint(last_dir, model, metrics, training_args, fingerprint)
-        save_training_state(last_dir, optimizer, scheduler, epoch, generators, {"best": best})
+        # The state names the weights it belongs to: a run stopped between the two writes
+        # leaves weights one epoch ahead of their optimizer state, which --resume refuses.
+        weights = read_checkpoint_config(last_dir)["weights_sha256"]
+        save_training_state(last_dir, optimizer, scheduler, epoch, generators,
+                            {"best": best, "weights_sha256": weights})
         if improved:
             save_checkpoint(best_dir, model, metrics, training_args, fingerprint)
         ap = f", val AP {record['val']['stats']['AP']:.4f}" if "val" in record else ""
@@ -324,6 +329,18 @@ def _train(cfg: TrainConfig, log) -> dict:
             "best_metric_name": "val AP" if val_set is not None else "minus train loss",
             "last_record": record,
             "history": _read_jsonl(metrics_path)}
+
+
+def _check_state_fits_weights(last: Path, state: dict) -> None:
+    """Refuse a training state saved for other weights than `last`'s (states written before
+    the state named its weights are taken as they are)."""
+    expected = state["extra"].get("weights_sha256")
+    if expected is not None and expected != read_checkpoint_config(last)["weights_sha256"]:
+        raise CheckpointError(
+            f"{last}: model.safetensors is not the one training_state.json was saved with (the "
+            f"run stopped between the two writes after epoch {state['epoch'] + 1}), so the "
+            f"optimizer state of these weights is lost; start a new run into another --out "
+            f"with --init {last} to keep the weights")
 
 
 def resumable_epoch(out: str | Path) -> int | None:
