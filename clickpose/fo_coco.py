@@ -39,7 +39,9 @@ def import_coco_keypoints(dataset_dir: str | Path, name: str, labels: str = "ann
     if not data.get("categories"):
         raise ValueError(f"{labels_path}: 'categories' is empty; a person_keypoints file "
                          "names its keypoints in the person category")
-    schema = KeypointSchema.from_coco_category(data["categories"][0], where=str(labels_path))
+    # The person category is the one that names keypoints, wherever it stands in the list.
+    category = next((c for c in data["categories"] if c.get("keypoints")), data["categories"][0])
+    schema = KeypointSchema.from_coco_category(category, where=str(labels_path))
     dataset = fo.Dataset.from_dir(
         dataset_dir=str(dataset_dir), dataset_type=fo.types.COCODetectionDataset,
         data_path=images, labels_path=labels, label_types=[DETECTIONS, KEYPOINTS],
@@ -119,13 +121,14 @@ def export_coco_keypoints(samples, out_dir: str | Path, schema: KeypointSchema,
             bbox = _bbox(det, flat, width, height, decimals)
             area = det.get_attribute_value("area", None) if det is not None else None
             annotations.append({
-                "id": int(kp.get_attribute_value("coco_id", None) or len(annotations) + 1),
+                "id": kp.get_attribute_value("coco_id", None),
                 "image_id": image_id, "category_id": 1, "keypoints": flat,
                 "num_keypoints": sum(1 for v in flat[2::3] if v > 0),
                 "bbox": bbox, "area": area if area is not None else round(bbox[2] * bbox[3],
                                                                          decimals),
                 "iscrowd": int(kp.get_attribute_value("iscrowd", None) or 0),
             })
+    _number_new_persons(annotations)
     atomic_write_json(out_dir / "annotations.json", {
         "info": {"description": "exported from FiftyOne dataset "
                  f"'{getattr(samples, 'dataset_name', None) or samples.name}'"},
@@ -133,6 +136,17 @@ def export_coco_keypoints(samples, out_dir: str | Path, schema: KeypointSchema,
         "categories": [schema.to_coco_category()],
     })
     return out_dir
+
+
+def _number_new_persons(annotations: list[dict]) -> None:
+    """Persons without a COCO id (added in FiftyOne) take ids after every existing one, so
+    that no id is given twice."""
+    next_id = max((int(a["id"]) for a in annotations if a["id"] is not None), default=0) + 1
+    for annotation in annotations:
+        if annotation["id"] is None:
+            annotation["id"], next_id = next_id, next_id + 1
+        else:
+            annotation["id"] = int(annotation["id"])
 
 
 def _bbox(det, flat: list, width: int, height: int, decimals: int) -> list[float]:

@@ -99,6 +99,42 @@ def test_fo_coco_export_round_trips_exactly(synthetic, dataset, tmp_path):
     COCO(str(out / "annotations.json"))                        # pycocotools reads it
 
 
+def test_persons_added_in_fiftyone_get_ids_no_other_person_has(synthetic, tmp_path):
+    folder, data = synthetic
+    schema = KeypointSchema.from_coco_category(data["categories"][0])
+    ds = import_coco_keypoints(folder, f"clickpose-test-new-person-{uuid.uuid4().hex[:10]}")
+    try:
+        sample = ds.first()
+        points = [[0.1 + 0.01 * k, 0.2 + 0.01 * k] for k in range(schema.num_keypoints)]
+        sample["keypoints"].keypoints.append(fo.Keypoint(points=points))   # no coco_id
+        sample.save()
+        back = json.loads((export_coco_keypoints(ds, tmp_path / "out", schema)
+                           / "annotations.json").read_text())
+    finally:
+        ds.delete()
+    ids = [a["id"] for a in back["annotations"]]
+    assert len(ids) == len(data["annotations"]) + 1 and len(set(ids)) == len(ids)
+    assert set(ids) >= {a["id"] for a in data["annotations"]}       # the originals keep theirs
+    assert max(ids) == max(a["id"] for a in data["annotations"]) + 1
+    COCO(str(tmp_path / "out" / "annotations.json"))
+
+
+def test_the_schema_comes_from_the_category_with_keypoints(synthetic, tmp_path):
+    import shutil
+
+    folder, data = synthetic
+    copy = tmp_path / "two-categories"
+    shutil.copytree(folder, copy)
+    other = {"id": 7, "name": "dog", "supercategory": "animal"}
+    (copy / "annotations.json").write_text(json.dumps(
+        {**data, "categories": [other, *data["categories"]]}))
+    ds = import_coco_keypoints(copy, f"clickpose-test-categories-{uuid.uuid4().hex[:10]}")
+    try:
+        assert ds.default_skeleton.labels[-1] == "head_top"
+    finally:
+        ds.delete()
+
+
 def test_keypoint_to_coco_keeps_visibility_and_missing_points():
     kp = fo.Keypoint(label="person", points=[(0.5, 0.25), (float("nan"), float("nan")),
                                              (0.125, 0.75)], visible=[2, 0, 1])
