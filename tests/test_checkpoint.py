@@ -15,7 +15,12 @@ from clickpose.model.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from clickpose.train.optim import build_optimizer, build_scheduler
+from clickpose.train.optim import (
+    build_optimizer,
+    build_scheduler,
+    follow_new_plan,
+    schedule_plan,
+)
 
 
 def _tiny(schema, seed=0):
@@ -192,6 +197,39 @@ def test_training_state_round_trip(tmp_path, schedule):
     (tmp_path / "training_state.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="damaged"):
         load_training_state(tmp_path, opt2, sched2)
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_a_resume_with_more_epochs_follows_their_plan_until_its_drop(tmp_path, schedule):
+    net = torch.nn.Linear(2, 2)
+
+    def stepped(total: int, steps: int):
+        opt = build_optimizer(net, lr=1e-3)
+        sched = build_scheduler(opt, total_steps=total, warmup_steps=1, kind=schedule)
+        for _ in range(steps):
+            opt.step()
+            sched.step()
+        return opt, sched
+
+    def resumed(steps_before: int):
+        save_training_state(tmp_path, *stepped(10, steps_before), epoch=0)
+        opt, sched = stepped(20, 0)               # the resumed run asks for twice the steps
+        plan = schedule_plan(sched)
+        load_training_state(tmp_path, opt, sched)
+        return follow_new_plan(sched, plan), sched
+
+    changed, sched = resumed(3)                   # the 10-step plan drops (or ends) later
+    assert changed and sched.last_epoch == 3
+    key = "drop_step" if schedule == "step" else "total_steps"
+    assert getattr(sched.lr_lambdas[0], key) == (16 if schedule == "step" else 20)
+    assert sched.get_last_lr()[0] == pytest.approx(1e-3 * sched.lr_lambdas[0](3))
+    changed, sched = resumed(10)                  # its drop (or end) has passed: it stays
+    assert not changed and getattr(sched.lr_lambdas[0], key) in (8, 10)
+    opt, same = stepped(10, 0)
+    plan = schedule_plan(same)
+    save_training_state(tmp_path, *stepped(10, 3), epoch=0)
+    load_training_state(tmp_path, opt, same)
+    assert not follow_new_plan(same, plan)        # the same --epochs: nothing to change
 
 
 def test_damaged_training_state_json_is_refused_naming_the_file(tmp_path):

@@ -37,7 +37,13 @@ from clickpose.model.criterion import SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
 from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
 from clickpose.train.feature_cache import BackboneFeatureCache, backbone_is_frozen
-from clickpose.train.optim import build_optimizer, build_scheduler, fit_schedule_to_deadline
+from clickpose.train.optim import (
+    build_optimizer,
+    build_scheduler,
+    fit_schedule_to_deadline,
+    follow_new_plan,
+    schedule_plan,
+)
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -248,8 +254,11 @@ def _train(cfg: TrainConfig, log) -> dict:
 
     start_epoch, best = 0, None
     if cfg.resume:
+        plan = schedule_plan(scheduler)  # this run's --epochs, before the saved one loads
         state = load_training_state(last_dir, optimizer, scheduler, generators)
         _check_state_fits_weights(last_dir, state)
+        if follow_new_plan(scheduler, plan):
+            log(f"--epochs {cfg.epochs}: the lr schedule follows the new epoch count")
         start_epoch = state["epoch"] + 1
         best = state["extra"].get("best")
         log(f"resuming {out} at epoch {start_epoch} (best so far: {best})")

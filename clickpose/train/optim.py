@@ -90,6 +90,40 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
+def schedule_plan(scheduler: torch.optim.lr_scheduler.LambdaLR) -> dict:
+    """The numbers of the scheduler's plan, to compare with a saved one (a copy)."""
+    return dict(vars(scheduler.lr_lambdas[0]))
+
+
+def follow_new_plan(scheduler: torch.optim.lr_scheduler.LambdaLR, plan: dict) -> bool:
+    """After --resume loaded a saved schedule: a run resumed with another --epochs follows
+    the new epoch count's `plan` (schedule_plan of the scheduler built for it) while its lr
+    drop (or the cosine's end) is still ahead; one that has passed stays. Returns whether
+    the plan changed."""
+    schedule, done = scheduler.lr_lambdas[0], scheduler.last_epoch
+    if isinstance(schedule, WarmupStepSchedule) and "planned_drop_step" in plan:
+        if done >= schedule.drop_step or plan["planned_drop_step"] == schedule.planned_drop_step:
+            return False
+        schedule.drop_step = schedule.planned_drop_step = plan["planned_drop_step"]
+        return _lr_from_plan(scheduler)
+    if isinstance(schedule, WarmupCosineSchedule) and "planned_total_steps" in plan:
+        if (done >= schedule.total_steps
+                or plan["planned_total_steps"] == schedule.planned_total_steps):
+            return False
+        schedule.total_steps = schedule.planned_total_steps = plan["planned_total_steps"]
+        return _lr_from_plan(scheduler)
+    return False
+
+
+def _lr_from_plan(scheduler: torch.optim.lr_scheduler.LambdaLR) -> bool:
+    """Set the current lr of every group from the (changed) plan at the step reached."""
+    groups = scheduler.optimizer.param_groups
+    for group, base, schedule in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * schedule(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in groups]
+    return True
+
+
 def fit_schedule_to_deadline(scheduler: torch.optim.lr_scheduler.LambdaLR, steps_done: int,
                              steps_per_second: float, seconds_left: float) -> int | None:
     """A time-limited run ends before its nominal last step: the step schedule's drop
