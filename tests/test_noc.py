@@ -359,6 +359,18 @@ def test_cli_eval_noc_needs_image_sizes(tmp_path):
     assert f"image {gt['images'][0]['id']}: 'width' is None" in " ".join(result.output.split())
 
 
+def test_cli_manual_mode_reads_no_poses_and_says_so(tmp_path):
+    data = _coco_dev_folder(tmp_path)
+    result = CliRunner().invoke(app, ["eval", "noc", "--data", str(data), "--mode", "manual",
+                                      "--checkpoint", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "drop --predictions / --checkpoint" in " ".join(
+        result.output.split())
+    result = CliRunner().invoke(app, ["eval", "noc", "--data", str(data), "--mode", "manual"])
+    assert result.exit_code == 0, result.output
+    assert "keypoint clicks / image" in result.output
+    assert "matched persons" not in result.output and "outranks" not in result.output
+
+
 def test_cli_eval_noc_names_a_bad_checkpoint(tmp_path):
     data = _coco_dev_folder(tmp_path)
     result = CliRunner().invoke(app, ["eval", "noc", "--data", str(data), "--mode", "refine",

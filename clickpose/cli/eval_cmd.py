@@ -105,6 +105,10 @@ def eval_noc(
     if mode == "refine" and checkpoint is None:
         _fail(console, "--mode refine re-predicts with the model: give --checkpoint "
                        "(and optionally --predictions as its starting poses)")
+    if mode == "manual" and (predictions is not None or checkpoint is not None):
+        _fail(console, "--mode manual places every labelled keypoint by hand and reads no "
+                       "poses: drop --predictions / --checkpoint, or use --mode model-only "
+                       "or refine to correct them")
     if mode == "model-only" and predictions is None and checkpoint is None:
         _fail(console, "--mode model-only corrects existing poses: give --predictions or "
                        "--checkpoint")

@@ -31,6 +31,10 @@ def ap_table(result: ApResult, title: str = "COCO keypoint AP") -> Table:
     return table
 
 
+MATCHING_ROWS = ("mean_official_clicks", "n_never_reached_with_unmatched_gt",
+                 "n_never_reached_fp_outranks")
+
+
 def noc_tables(result: NocResult) -> list[Table]:
     """The NoC table per target and the AP-after-k-rounds table."""
     s = result.summary()
@@ -51,6 +55,8 @@ def noc_tables(result: NocResult) -> list[Table]:
         ("  of which a false positive outranks", "n_never_reached_fp_outranks", "{}"),
         ("images at the target with no click", "n_zero_clicks", "{}"),
     ]
+    if s["mode"] == "manual":  # no poses: nothing is matched, every keypoint is a click
+        rows = [row for row in rows if row[1] not in MATCHING_ROWS]
     for label, key, fmt in rows:
         noc.add_row(label, *(fmt.format(s["targets"][t][key]) for t in targets))
     after = Table(title="AP after k rounds of clicks")
