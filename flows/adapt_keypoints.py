@@ -191,13 +191,14 @@ def adapt_keypoints(checkpoint: str, work: Path,
     schema = grown_schema(checkpoint, list(extra_keypoints or ["head_top"]))
     extras = schema.keypoints[COCO_KEYPOINTS:]
     dataset = dataset or "adapt-" + "-".join(extras)
-    # Everything of one adaptation in its own folder, the run keyed on the labels' version and
-    # the starting weights: a finished run is reused only for the same inputs.
+    # Everything of one adaptation in its own folder, the run keyed on the labels' version,
+    # the starting weights and the training recipe: a finished run is reused only for the
+    # same inputs.
     folder = Path(work) / dataset
     data = make_data(str(folder), schema, train_images, val_images, image_size)
     version = import_labels(store, dataset, data["train"], schema, str(folder))
     labeled = training_folder(store, dataset, version, data["train"], str(folder))
-    run = folder / f"run-v{version}-{_weights_sha256(checkpoint)[:12]}"
+    run = folder / f"run-v{version}-{_weights_sha256(checkpoint)[:12]}-{train.recipe_key()}"
     adapted = adapt(checkpoint, labeled, str(run), train)
     scores = evaluate_adapted(adapted, data["val"], noc_images, noc_max_rounds, train.device,
                               train.threads)

@@ -217,3 +217,17 @@ def test_missing_seed_labels_and_val_name_the_file_and_the_field(tmp_path, data,
         campaign_data.seed_labels(cfg)
     with pytest.raises(FileNotFoundError, match="give its path in val"):
         evaluate_checkpoint(checkpoint, empty)
+
+
+def test_training_recipe_key_follows_what_training_learns():
+    from clickpose.campaign.config import TrainSettings
+
+    base = TrainSettings().recipe_key()
+    assert len(base) == 12
+    for runtime in ({"threads": 3}, {"device": "cpu"}, {"workers": 2},
+                    {"cache_backbone_features": True}):
+        assert TrainSettings(**runtime).recipe_key() == base, runtime
+    keys = {TrainSettings(**change).recipe_key() for change in (
+        {"epochs": 5}, {"lr": 1e-3}, {"max_minutes": 2.0}, {"seed": 1},
+        {"model_overrides": {"num_queries": 20}})}
+    assert len(keys) == 5 and base not in keys

@@ -6,7 +6,7 @@ record kept in the store with every round.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -37,6 +37,17 @@ class TrainSettings(BaseModel):
     seed: int = 0
     # Frozen backbones only: features computed once per image and flip (augmentation: flip).
     cache_backbone_features: bool = False
+
+    # Where and how fast a run trains, not what it learns: left out of recipe_key.
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers", "device", "threads", "cache_backbone_features"})
+
+    def recipe_key(self) -> str:
+        """12 hex digits that change with every setting that changes what training learns."""
+        import hashlib
+        import json
+
+        recipe = self.model_dump(mode="json", exclude=set(self.RUNTIME_FIELDS))
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
 class CampaignConfig(BaseModel):
