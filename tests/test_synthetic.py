@@ -62,6 +62,26 @@ def test_existing_folder_is_refused_unless_overwrite(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
+def test_an_overwrite_that_fails_at_the_swap_keeps_the_old_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    out = generate_dataset(tmp_path / "ds", 1, seed=0, progress=False)
+    before = (out / "annotations.json").read_bytes()
+    rename = Path.rename
+
+    def failing_swap(self, target):  # the new folder cannot take the old one's place
+        if Path(target) == out and not self.name.endswith(".replaced"):
+            raise OSError("disk full")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing_swap)
+    with pytest.raises(OSError, match="disk full"):
+        generate_dataset(out, 2, seed=0, progress=False, overwrite=True)
+    monkeypatch.undo()
+    assert (out / "annotations.json").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing aside
+
+
 # ---- COCO validity -------------------------------------------------------------------------
 def test_pycocotools_reads_the_dataset_and_fields_are_consistent(photo_set):
     coco = COCO(str(photo_set / "annotations.json"))

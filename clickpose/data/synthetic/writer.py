@@ -62,6 +62,7 @@ def generate_dataset(out_dir: str | Path, num_images: int, seed: int, style: str
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    replaced: Path | None = None
     try:
         staging.chmod(0o755)   # mkdtemp's 0700 would survive the rename
         images, annotations = [], []
@@ -87,14 +88,15 @@ def generate_dataset(out_dir: str | Path, num_images: int, seed: int, style: str
             "info": info, "licenses": [], "images": images, "annotations": annotations,
             "categories": [schema.to_coco_category()],
         })
-        replaced = None
-        if out_dir.exists():   # move the old folder aside first: never a moment without one
-            replaced = staging.with_name(staging.name + ".replaced")
+        if out_dir.exists():   # the old folder steps aside; if the new one cannot take its
+            replaced = staging.with_name(staging.name + ".replaced")  # place, it comes back
             out_dir.rename(replaced)
         staging.rename(out_dir)
         if replaced is not None:
             shutil.rmtree(replaced)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if replaced is not None and replaced.exists() and not out_dir.exists():
+            replaced.rename(out_dir)
         raise
     return out_dir
