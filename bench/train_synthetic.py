@@ -60,8 +60,7 @@ def cached_dataset(cache: Path, images: int, seed: int, size: int, style: str = 
 def model_overrides(args) -> dict:
     """The preset's options this run changes."""
     overrides = {"heatmap_fine_level": args.heatmap_fine_level,
-                 "heatmap_offsets": args.heatmap_offsets, "max_humans": args.max_humans,
-                 "keypoint_deltas": args.keypoint_deltas}
+                 "heatmap_offsets": args.heatmap_offsets, "max_humans": args.max_humans}
     return {k: v for k, v in overrides.items() if v is not None}
 
 
@@ -94,8 +93,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--image-size", type=int, default=None,
                         help="model input, shorter side (default: the preset's 256; larger "
                              "upsamples the images: finer feature maps for small persons)")
-    parser.add_argument("--keypoint-deltas", default=None, choices=("logit", "box"),
-                        help="how the keypoint decoder moves keypoints (default: the preset's)")
     parser.add_argument("--max-humans", type=int, default=None,
                         help="persons the keypoint decoder refines per image (default: the "
                              "preset's 10; the synthetic images hold at most 4)")

@@ -50,7 +50,7 @@ class ClickPose(nn.Module):
             config.dec_points, config.dropout, config.num_queries, config.max_humans)
         self.keypoint_decoder = KeypointDecoder(
             config.keypoint_layers, schema.num_keypoints, dim, config.ffn_dim, levels,
-            config.num_heads, config.dec_points, config.dropout, config.keypoint_deltas)
+            config.num_heads, config.dec_points, config.dropout)
         self.keypoint_heatmap = (
             KeypointHeatmapHead(dim, schema.num_keypoints,
                                 channels[0] if self.fine_levels else None,

@@ -69,10 +69,9 @@ class KeypointDecoderLayer(nn.Module):
 
 class KeypointDecoder(nn.Module):
     def __init__(self, num_layers: int, num_keypoints: int, dim: int, ffn_dim: int,
-                 num_levels: int, num_heads: int, num_points: int, dropout: float,
-                 deltas: str = "logit"):
+                 num_levels: int, num_heads: int, num_points: int, dropout: float):
         super().__init__()
-        self.dim, self.num_keypoints, self.deltas = dim, num_keypoints, deltas
+        self.dim, self.num_keypoints = dim, num_keypoints
         self.keypoint_embed = nn.Embedding(num_keypoints, dim)  # one content query per type
         self.pinned_embed = nn.Parameter(torch.zeros(dim))       # added to pinned keypoints
         self.given_person_embed = nn.Parameter(torch.zeros(dim))  # a person given by a box
@@ -140,7 +139,8 @@ class KeypointDecoder(nn.Module):
             box_tokens, keypoint_tokens = tokens[:, :, 0], tokens[:, :, 1:]
 
             new_boxes = (self.box_heads[i](box_tokens) + inverse_sigmoid(box_ref)).sigmoid()
-            xy = self._moved(keypoint_ref[..., :2], self.xy_heads[i](keypoint_tokens), box_ref)
+            xy = (self.xy_heads[i](keypoint_tokens)
+                  + inverse_sigmoid(keypoint_ref[..., :2])).sigmoid()
             xy = torch.where(pinned_xy, keypoints, xy)  # a click never moves
             outputs.append({
                 "pred_logits": self.class_heads[i](box_tokens),
@@ -151,14 +151,6 @@ class KeypointDecoder(nn.Module):
             box_ref = new_boxes.detach()
             keypoint_xy = xy.detach()
         return outputs
-
-
-    def _moved(self, keypoints: Tensor, delta: Tensor, boxes: Tensor) -> Tensor:
-        """(B, P, K, 2) keypoints moved by a head's (B, P, K, 2) output, in logit space or
-        in units of each person's (B, P, 4) cxcywh box."""
-        if self.deltas == "box":
-            return (keypoints + delta * boxes[..., None, 2:]).clamp(0.0, 1.0)
-        return (delta + inverse_sigmoid(keypoints)).sigmoid()
 
 
 def denoising_across_mask(num_normal: int, dn_valid: Tensor) -> Tensor:

@@ -43,10 +43,6 @@ class ModelConfig(BaseModel):
     dec_points: int = 4
     num_queries: int = 100          # encoder proposals -> human-detection queries
     max_humans: int = 20            # humans kept for the keypoint decoder
-    # How each keypoint-decoder layer moves a keypoint: "logit", by a delta in logit space
-    # (DETR's boxes, ED-Pose's keypoints), or "box", by a delta in units of the person's
-    # current box, so that a small person's keypoint needs no finer output than a large one's.
-    keypoint_deltas: Literal["logit", "box"] = "logit"
     # Start each person's keypoints from per-type heatmaps on the finest level
     # (clickpose.model.keypoint_heatmap) instead of one learned average pose.
     keypoint_heatmap: bool = False
