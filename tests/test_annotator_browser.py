@@ -72,10 +72,7 @@ def test_drag_a_keypoint_accept_finish_and_load(tmp_path):
     first = dataset.first()
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 820})
-            page.goto(results.url)
-            page.wait_for_selector('circle.kp[data-person="0"]')
+            browser, page = _open_annotator(pw, results.url)
             assert page.locator("#persons li").count() == len(first.predictions.keypoints)
             shot = os.environ.get("CLICKPOSE_ANNOTATOR_SCREENSHOT")
             page.screenshot(path=shot or str(tmp_path / "annotator.png"))
@@ -163,6 +160,15 @@ def test_drag_a_keypoint_accept_finish_and_load(tmp_path):
         dataset.delete()
 
 
+def _open_annotator(pw, url: str):
+    """Headless Chromium on the annotator's page, once its first persons are drawn."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1280, "height": 820})
+    page.goto(url)
+    page.wait_for_selector('circle.kp[data-person="0"]')
+    return browser, page
+
+
 def test_an_image_that_fails_to_open_leaves_the_page_on_the_image_it_shows(tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -173,10 +179,7 @@ def test_an_image_that_fails_to_open_leaves_the_page_on_the_image_it_shows(tmp_p
     server = launch(task.folder, port=free_port(), log_file=tmp_path / "server.log")
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 820})
-            page.goto(server.url)
-            page.wait_for_selector('circle.kp[data-person="0"]')
+            browser, page = _open_annotator(pw, server.url)
             with page.expect_response(lambda r: r.url.endswith("/open")) as answer:
                 page.keyboard.press("ArrowRight")
             assert answer.value.status == 409

@@ -154,8 +154,12 @@ def test_run_folder_resume_predict(data, tmp_path):
     assert summary["last_epoch"] == 1 and resumable_epoch(out) == 2
     # A run stopped after saving epoch 2's weights but before their training state: the
     # state belongs to other weights, and --resume says so instead of mixing them.
-    from clickpose.model.checkpoint import (CheckpointError, build_from_config, read_weights,
-                                            save_checkpoint)
+    from clickpose.model.checkpoint import (
+        CheckpointError,
+        build_from_config,
+        read_weights,
+        save_checkpoint,
+    )
     weights = read_weights(out / "last")
     model = build_from_config(json.loads((out / "last" / "config.json").read_text()))
     model.load_state_dict({k: v + 1e-3 if v.is_floating_point() else v
