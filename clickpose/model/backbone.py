@@ -58,6 +58,10 @@ def freeze_stem_and_blocks(body: nn.Module, num_blocks: int) -> None:
     filters need no tuning, and the backward pass skips the costly high-resolution maps."""
     if num_blocks <= 0:
         return
+    if getattr(body, "blocks", None) is None:
+        raise ValueError(f"frozen_backbone_blocks {num_blocks}: the backbone "
+                         f"{type(body).__name__} has no 'blocks' sequence (an EfficientNet-"
+                         "style net has); set frozen_backbone_blocks to 0 for it")
     for name, p in body.named_parameters():
         first = name.split(".")[0]
         if first != "blocks" or int(name.split(".")[1]) < num_blocks:
