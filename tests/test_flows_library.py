@@ -231,3 +231,32 @@ def test_training_recipe_key_follows_what_training_learns():
         {"epochs": 5}, {"lr": 1e-3}, {"max_minutes": 2.0}, {"seed": 1},
         {"model_overrides": {"num_queries": 20}})}
     assert len(keys) == 5 and base not in keys
+
+
+def test_campaign_data_is_drawn_again_when_its_settings_change(tmp_path):
+    from clickpose.campaign.demo_data import synthetic_campaign_data
+
+    def drawn(**settings):
+        folders = synthetic_campaign_data(tmp_path, pool=3, val=2, seed_set=2, progress=False,
+                                          **settings)
+        return {name: (folder / "annotations.json").stat().st_mtime_ns
+                for name, folder in folders.items()}
+
+    first = drawn(size=64)
+    assert drawn(size=64) == first                     # the same settings: kept
+    bigger = drawn(size=80)
+    assert all(bigger[name] != first[name] for name in first)
+    info = json.loads((tmp_path / "pool" / "annotations.json").read_text())["info"]
+    assert info["size"] == 80 and info["num_images"] == 3
+
+
+def test_noc_editors_load_the_model_on_the_device_asked(data, checkpoint):
+    from clickpose.evaluate import checkpoint_editors
+    from clickpose.evaluate.inputs import schema_for
+
+    gt = json.loads((data["val"] / "annotations.json").read_text())
+    schema = schema_for(gt, None, "val")
+    with pytest.raises(RuntimeError, match="nosuchdevice"):   # the device reaches the model
+        checkpoint_editors(checkpoint, data["val"], gt, "refine", schema, device="nosuchdevice")
+    editor = checkpoint_editors(checkpoint, data["val"], gt, "refine", schema, device="cpu")
+    assert editor(gt["images"][0]["id"]).poses is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clickpose.data.synthetic import generate_dataset
+from clickpose.data.synthetic import GENERATOR_VERSION, generate_dataset
 
 
 def synthetic_campaign_data(root: Path, pool: int = 300, val: int = 60, seed_set: int = 30,
@@ -16,17 +16,24 @@ def synthetic_campaign_data(root: Path, pool: int = 300, val: int = 60, seed_set
     root = Path(root)
     out = {}
     for offset, (name, count) in enumerate((("pool", pool), ("val", val), ("seed", seed_set))):
-        folder = root / name
-        if not _complete(folder, count):
-            generate_dataset(folder, count, seed=seed * 10 + offset + 1, size=size,
-                             max_persons=max_persons, progress=progress, overwrite=True)
-        out[name] = folder
+        out[name] = _drawn(root / name, count, seed * 10 + offset + 1, size, max_persons, (),
+                           progress)
     return out
 
 
-def _complete(folder: Path, count: int) -> bool:
+def _drawn(folder: Path, count: int, seed: int, size: int, max_persons: int,
+           extra_keypoints: tuple[str, ...], progress: bool) -> Path:
+    """`folder` as generate_dataset draws it with these settings: kept when it already holds
+    exactly that (its annotations' info says how it was drawn), drawn again otherwise."""
+    wanted = {"version": GENERATOR_VERSION, "num_images": count, "seed": seed, "size": size,
+              "max_persons": max_persons, "extra_keypoints": list(extra_keypoints)}
     ann = folder / "annotations.json"
-    return ann.is_file() and len(json.loads(ann.read_text())["images"]) == count
+    if ann.is_file():
+        info = json.loads(ann.read_text()).get("info") or {}
+        if all(info.get(key) == value for key, value in wanted.items()):
+            return folder
+    return generate_dataset(folder, count, seed=seed, size=size, max_persons=max_persons,
+                            extra_keypoints=extra_keypoints, progress=progress, overwrite=True)
 
 
 def synthetic_adaptation_data(root: Path, extra_keypoints: list[str], train: int = 60,
@@ -37,10 +44,6 @@ def synthetic_adaptation_data(root: Path, extra_keypoints: list[str], train: int
     root = Path(root)
     out = {}
     for offset, (name, count) in enumerate((("train", train), ("val", val))):
-        folder = root / name
-        if not _complete(folder, count):
-            generate_dataset(folder, count, seed=seed * 10 + offset + 5, size=size,
-                             max_persons=max_persons, extra_keypoints=tuple(extra_keypoints),
-                             progress=progress, overwrite=True)
-        out[name] = folder
+        out[name] = _drawn(root / name, count, seed * 10 + offset + 5, size, max_persons,
+                           tuple(extra_keypoints), progress)
     return out
