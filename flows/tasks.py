@@ -67,7 +67,7 @@ def annotate_batch(cfg: CampaignConfig, campaign_id: str, round_index: int, mode
     return simulate.simulate_annotation(checkpoint_of(cfg, model_id), Path(cfg.pool),
                                         campaign_data.pool_ground_truth(cfg), keys,
                                         max_rounds=cfg.annotate_max_rounds,
-                                        threads=cfg.inference_threads)
+                                        threads=cfg.inference_threads, device=cfg.train.device)
 
 
 @task(name="import-labels")

@@ -34,7 +34,8 @@ def evaluate_checkpoint(checkpoint: str | Path, val_dir: Path, noc_images: int |
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' index-building chatter
             results = predict_folder(checkpoint, val_dir, device=device, progress=False)
         ap = evaluate_ap(ground_truth, results, schema)
-        editors = checkpoint_editors(checkpoint, val_dir, noc_set, "refine", schema)
+        editors = checkpoint_editors(checkpoint, val_dir, noc_set, "refine", schema,
+                                     device=device)
         noc = run_noc(noc_set, editors, settings, schema).summary()
     targets = noc.get("targets", {})
     return {"ap": ap.stats["AP"], "ap50": ap.stats["AP50"], "ap75": ap.stats["AP75"],

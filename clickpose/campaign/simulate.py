@@ -27,8 +27,8 @@ class AnnotatedBatch:
 
 def simulate_annotation(checkpoint: str | Path, pool_dir: Path, ground_truth: dict,
                         keys: list[str], target: int = 95, max_rounds: int = 17,
-                        seconds_per_click: float = 2.0, threads: int | None = None
-                        ) -> AnnotatedBatch:
+                        seconds_per_click: float = 2.0, threads: int | None = None,
+                        device: str | None = None) -> AnnotatedBatch:
     """Label `keys` (pool/<file_name>) from `ground_truth` and count the clicks it needs.
 
     Per image: clicks until its OKS AP reaches `target` percent (or `max_rounds` rounds), as
@@ -47,7 +47,8 @@ def simulate_annotation(checkpoint: str | Path, pool_dir: Path, ground_truth: di
     settings = NocSettings(targets=(target,), mode="refine", protocol="annotator",
                            max_rounds=max_rounds, ap_after=0, dataset_ap=False)
     with torch_threads(threads):
-        editors = checkpoint_editors(checkpoint, pool_dir, local, "refine", schema)
+        editors = checkpoint_editors(checkpoint, pool_dir, local, "refine", schema,
+                                     device=device)
         result = run_noc(local, editors, settings, schema)
     runs = {run.image_id: run for run in result.images}
     records = []

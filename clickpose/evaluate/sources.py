@@ -34,9 +34,9 @@ def prediction_editors(results: list[dict], dataset: dict, schema: KeypointSchem
 
 
 def checkpoint_editors(checkpoint: str | Path, data_dir: str | Path, dataset: dict, mode: str,
-                       schema: KeypointSchema, initial: dict[int, Poses] | None = None
-                       ) -> Callable[[int], PoseEditor]:
-    """editor_for(image_id) from a trained model.
+                       schema: KeypointSchema, initial: dict[int, Poses] | None = None,
+                       device: str | None = None) -> Callable[[int], PoseEditor]:
+    """editor_for(image_id) from a trained model (on `device`; default CUDA when present).
 
     refine: the model's interactive session (each click re-predicts the person);
     model-only: the model predicts once and clicks move only what they touch.
@@ -53,7 +53,7 @@ def checkpoint_editors(checkpoint: str | Path, data_dir: str | Path, dataset: di
 
     from clickpose.data.coco import load_image
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # With the data's schema, a checkpoint trained on other keypoints is refused by name.
     model = load_model(Path(checkpoint), device=device, schema=schema)
     files = {im["id"]: Path(data_dir) / "images" / im["file_name"] for im in dataset["images"]}
