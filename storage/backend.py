@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ class ObjectInfo:
     key: str
     size: int
     sha256: str | None  # None only for objects written by other tools without a recorded hash
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def is_sha256(value) -> bool:
+    """Whether `value` is a sha256 hexdigest (64 lowercase hex characters)."""
+    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
 def sha256_bytes(data: bytes) -> str:

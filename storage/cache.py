@@ -13,17 +13,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from .backend import Store, sha256_file, verify
+from .backend import Store, is_sha256, sha256_file, verify
 from .errors import StorageError
-
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ class MediaCache:
     def _hold(self, store: Store, key: str, sha256: str | None):
         """Yield (path, file) with a shared lock held, so that eviction skips the entry."""
         sha = sha256 or self._recorded_sha(store, key)
-        if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):  # it names the cache file
+        if not is_sha256(sha):  # it names the cache file
             raise StorageError(
                 f"{store.uri}/{key}: sha256 {sha!r} is not 64 lowercase hex characters; pass the "
                 "sha256 the store recorded (PoolImage.sha256), or none to read it from the store"

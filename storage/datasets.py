@@ -10,18 +10,15 @@ annotation records, committed together as one manifest version so a round is all
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backend import Store, sha256_file
+from .backend import Store, is_sha256, sha256_file
 from .blobs import Blobs
 from .errors import ObjectNotFoundError, StorageError
 from .manifest import Manifests
-
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 class DatasetFormatError(StorageError, ValueError):
@@ -211,7 +208,7 @@ def _check_pool(images: list[PoolImage]) -> list[dict]:
     for i, image in enumerate(images):
         if image.key in seen:
             raise DatasetFormatError(f"pool: image {i} key {image.key!r} appears twice; keys must be unique")
-        if not isinstance(image.sha256, str) or not _SHA256_RE.fullmatch(image.sha256):
+        if not is_sha256(image.sha256):
             raise DatasetFormatError(f"pool: image {i} ({image.key}): 'sha256' must be 64 lowercase "
                                      "hex characters (a sha256 hexdigest)")
         seen.add(image.key)
