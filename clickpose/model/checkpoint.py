@@ -308,7 +308,7 @@ def save_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, sc
     atomic_write_json(folder / STATE_JSON_FILE, payload, indent=1)
 
 
-def _no_resume(folder: Path) -> str:
+def no_resume_advice(folder: str | Path) -> str:
     """The way on when --resume cannot use `folder`'s training state (its checkpoint stays)."""
     return (f"start a new run into another --out without --resume (--init {folder} starts it "
             "from this checkpoint's weights)")
@@ -321,21 +321,21 @@ def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, sc
     json_path, tensor_path = folder / STATE_JSON_FILE, folder / STATE_TENSORS_FILE
     if not json_path.is_file() or not tensor_path.is_file():
         raise CheckpointError(f"{folder}: no {STATE_JSON_FILE} / {STATE_TENSORS_FILE} to resume "
-                              f"from; {_no_resume(folder)}")
+                              f"from; {no_resume_advice(folder)}")
     try:
         payload = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{json_path}: not valid JSON ({e}); the training state is "
-                              f"damaged; {_no_resume(folder)}") from None
+                              f"damaged; {no_resume_advice(folder)}") from None
     missing = [k for k in ("epoch", "optimizer", "rng") if not isinstance(payload, dict)
                or k not in payload]
     if missing:
         raise CheckpointError(f"{json_path}: field '{missing[0]}' is missing; the training state "
-                              f"is damaged; {_no_resume(folder)}")
+                              f"is damaged; {no_resume_advice(folder)}")
     data = tensor_path.read_bytes()
     if _sha256(data) != payload.get("tensors_sha256"):
         raise CheckpointError(f"{tensor_path}: SHA-256 differs from {STATE_JSON_FILE}; the "
-                              f"training state is damaged; {_no_resume(folder)}")
+                              f"training state is damaged; {no_resume_advice(folder)}")
     tensors = load_tensors(data)
     device = next((p.device for g in optimizer.param_groups for p in g["params"]), "cpu")
     state: dict[int, dict] = {}
@@ -354,7 +354,7 @@ def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, sc
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{json_path}: the optimizer state does not fit this model ({e}); "
-                              f"{_no_resume(folder)}") from None
+                              f"{no_resume_advice(folder)}") from None
     if scheduler is not None and payload.get("scheduler") is not None:
         scheduler.load_state_dict(payload["scheduler"])
     torch.set_rng_state(tensors["rng/torch"])

@@ -28,6 +28,7 @@ from clickpose.model.checkpoint import (
     checkpoint_schema,
     init_from_checkpoint,
     load_training_state,
+    no_resume_advice,
     read_checkpoint_config,
     read_weights,
     save_checkpoint,
@@ -348,8 +349,7 @@ def _check_state_fits_weights(last: Path, state: dict) -> None:
         raise CheckpointError(
             f"{last}: model.safetensors is not the one training_state.json was saved with (the "
             f"run stopped between the two writes after epoch {state['epoch'] + 1}), so the "
-            f"optimizer state of these weights is lost; start a new run into another --out "
-            f"with --init {last} to keep the weights")
+            f"optimizer state of these weights is lost; {no_resume_advice(last)}")
 
 
 def resumable_epoch(out: str | Path) -> int | None:
@@ -367,5 +367,4 @@ def resumable_epoch(out: str | Path) -> int | None:
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(
             f"{state}: field 'epoch' cannot be read ({type(e).__name__}: {e}); the training "
-            f"state is damaged; start a new run into another --out (--init {last} starts it "
-            "from this checkpoint's weights)") from None
+            f"state is damaged; {no_resume_advice(last)}") from None
