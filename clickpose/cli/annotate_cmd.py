@@ -7,19 +7,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from clickpose.cli.main import app
+from clickpose.cli.output import fail
 
 annotate_app = typer.Typer(no_args_is_help=True,
                            help="Annotate images in the browser with Click-Pose.")
 app.add_typer(annotate_app, name="annotate")
 console = Console(highlight=False)
-
-
-def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
-    raise typer.Exit(1)
 
 
 @annotate_app.command("create")
@@ -45,7 +40,7 @@ def create(
     folder = images / "images" if (images / "images").is_dir() else images
     paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        _fail(ValueError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})"))
+        fail(console, ValueError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})"))
     try:
         model = load_model(checkpoint)
         entries = task_images_from_files(paths)
@@ -54,7 +49,7 @@ def create(
         create_task(task, entries, prelabels, model.schema, checkpoint=checkpoint,
                     overwrite=overwrite)
     except (TaskError, CheckpointError, DataError, ValueError) as e:
-        _fail(e)
+        fail(console, e)
     persons = sum(poses.num_persons for poses in prelabels.values())
     console.print(f"task with {len(entries)} images and {persons} pre-labelled persons in "
                   f"{task}; next: clickpose annotate serve {task}")
@@ -85,7 +80,7 @@ def serve_command(
     try:
         serve(task, host=host, port=port, token=token, checkpoint=checkpoint)
     except (TaskError, CheckpointError, ValueError) as e:
-        _fail(e)
+        fail(console, e)
 
 
 @annotate_app.command("status")
@@ -96,7 +91,7 @@ def status_command(task: Annotated[Path, typer.Argument(help="task folder")]) ->
     try:
         s = Task(task).status()
     except TaskError as e:
-        _fail(e)
+        fail(console, e)
     console.print(f"{s.done} of {s.images} images accepted, {s.left} left, {s.clicks} clicks, "
                   f"{s.seconds:.0f} s" + (", finished" if s.complete else ""))
 
@@ -115,7 +110,7 @@ def export_command(
         opened = Task(task)
         labels, images = opened.labels(), len(opened.images)
     except TaskError as e:
-        _fail(e)
+        fail(console, e)
     persons = sum(label.poses.num_persons for label in labels.values())
     console.print(f"wrote {out}: {len(labels)} accepted images, {persons} persons "
                   f"({images - len(labels)} of {images} images not accepted yet)")

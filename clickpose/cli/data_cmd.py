@@ -11,6 +11,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from clickpose.cli.main import app
+from clickpose.cli.output import fail
 from clickpose.data.coco import CocoKeypointIndex, load_image, read_coco_dataset
 from clickpose.data.errors import DataError, DataIssue
 from clickpose.keypoints import SchemaError
@@ -33,8 +34,7 @@ def check_data(
     try:
         index = read_coco_dataset(folder, skip_bad=True, progress=True)
     except (DataError, SchemaError) as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(console, e)
     # Training's --skip-bad reads image headers only: it cannot leave out undecodable images.
     undecodable = _decode_all(index) if decode else []
     issues = list(index.report.issues) + undecodable

@@ -6,15 +6,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from clickpose.cli.main import eval_app
+from clickpose.cli.output import fail
 from clickpose.keypoints import SchemaError
-
-
-def _fail(console: Console, message: str) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(1)
 
 
 @eval_app.command("ap")
@@ -33,7 +28,7 @@ def eval_ap(
     try:
         result = evaluate_ap(gt, dt)
     except (EvalInputError, SchemaError) as e:
-        _fail(console, str(e))
+        fail(console, str(e))
     console.print(ap_table(result))
     if json_out is not None:
         write_json(json_out, {"gt": str(gt), "dt": str(dt), **result.to_dict()})
@@ -99,18 +94,18 @@ def eval_noc(
         settings = NocSettings(targets=_parse_targets(targets), mode=mode, protocol=protocol,
                                max_rounds=max_rounds, topk=topk, error=error, min_score=min_score)
     except ValueError as e:
-        _fail(console, str(e))
+        fail(console, str(e))
     if error not in ("l2px", "l1norm"):
-        _fail(console, f"--error {error}: use l2px or l1norm")
+        fail(console, f"--error {error}: use l2px or l1norm")
     if mode == "refine" and checkpoint is None:
-        _fail(console, "--mode refine re-predicts with the model: give --checkpoint "
+        fail(console, "--mode refine re-predicts with the model: give --checkpoint "
                        "(and optionally --predictions as its starting poses)")
     if mode == "manual" and (predictions is not None or checkpoint is not None):
-        _fail(console, "--mode manual places every labelled keypoint by hand and reads no "
+        fail(console, "--mode manual places every labelled keypoint by hand and reads no "
                        "poses: drop --predictions / --checkpoint, or use --mode model-only "
                        "or refine to correct them")
     if mode == "model-only" and predictions is None and checkpoint is None:
-        _fail(console, "--mode model-only corrects existing poses: give --predictions or "
+        fail(console, "--mode model-only corrects existing poses: give --predictions or "
                        "--checkpoint")
     try:
         dataset, where = load_ground_truth(data / "annotations.json", need_sizes=True)
@@ -127,7 +122,7 @@ def eval_noc(
             editor_for = checkpoint_editors(checkpoint, data, dataset, mode, schema)
         result = run_noc(dataset, editor_for, settings, schema, progress=True)
     except errors as e:
-        _fail(console, str(e))
+        fail(console, str(e))
     for table in noc_tables(result):
         console.print(table)
     if json_out is not None:

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from clickpose.cli.main import app
+from clickpose.cli.output import fail
 
 Opt = typer.Option
 
@@ -41,6 +41,5 @@ def predict_command(
                                  max_persons=max_persons, workers=workers,
                                  flip_test=flip_test)
     except (DataError, SchemaError, CheckpointError) as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(console, e)
     console.print(f"wrote {len(results)} persons to {out}")

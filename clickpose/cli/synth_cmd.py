@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from clickpose.cli.main import app
+from clickpose.cli.output import fail
 from clickpose.keypoints import EXTRA_KEYPOINTS, SchemaError
 
 EXTRA_HELP = ("keypoints beyond COCO-17, repeated or comma separated: "
@@ -48,8 +48,7 @@ def synth(
                                   max_persons=max_persons, size=size, progress=True,
                                   image_format=image_format, overwrite=overwrite)
     except (ValueError, SchemaError, FileExistsError) as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(console, e)
     seconds = time.perf_counter() - start
     persons = len(json.loads((folder / "annotations.json").read_text())["annotations"])
     console.print(f"wrote {images} images, {persons} persons to {folder} "

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from clickpose.cli.main import app
+from clickpose.cli.output import fail
 
 Opt = typer.Option
 
@@ -63,8 +63,7 @@ def train_command(
     try:
         summary = train(cfg, log=console.print)
     except (DataError, SchemaError, CheckpointError, FileExistsError, ValueError) as e:
-        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
-        raise typer.Exit(1) from None
+        fail(console, e)
     best = summary["best_metric"]
     best_text = "no epoch finished" if best is None else (
         f"val AP {best:.4f}" if summary["best_metric_name"] == "val AP"
