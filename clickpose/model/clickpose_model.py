@@ -274,19 +274,23 @@ class ClickPose(nn.Module):
 
     def predict(self, image) -> Poses:
         """One image (PIL, HxWx3 uint8 array or path) -> Poses sorted by score."""
-        return self.predict_with_embedding(image)[0]
+        return self._predict(image, embed=False)[0]
 
-    @torch.no_grad()
     def predict_with_embedding(self, image) -> tuple[Poses, np.ndarray]:
         """predict's Poses, and the image's embedding from the same pass
         (clickpose.model.embedding: what selection's diversity strategies compare)."""
+        return self._predict(image, embed=True)
+
+    @torch.no_grad()
+    def _predict(self, image, embed: bool) -> tuple[Poses, np.ndarray | None]:
         images, mask, size = EvalTransform.from_config(self.config)(image, self._device())
         was_training = self.training
         if was_training:
             self.eval()
         try:
             outputs, state = self.outputs_and_state(images, mask)
-            return self.postprocess(outputs, [size])[0], pooled_memory(state)
+            return (self.postprocess(outputs, [size])[0],
+                    pooled_memory(state) if embed else None)
         finally:
             if was_training:
                 self.train()
