@@ -39,7 +39,8 @@ class TrainSettings(BaseModel):
     cache_backbone_features: bool = False
 
     # Where and how fast a run trains, not what it learns: left out of recipe_key.
-    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers", "device", "threads", "cache_backbone_features"})
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"workers", "device", "threads", "cache_backbone_features"})
 
     def recipe_key(self) -> str:
         """12 hex digits that change with every setting that changes what training learns."""
