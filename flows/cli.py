@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from clickpose.cli.main import app
+from flows.demo import START_MODEL
 
 
 @app.command("demo")
@@ -28,6 +29,9 @@ def demo_command(
                                                  help="training budget per round")] = 1.25,
     initial_minutes: Annotated[float, typer.Option("--initial-minutes",
                                                    help="first model's budget")] = 2.5,
+    start_model: Annotated[str, typer.Option(
+        "--start-model", help="checkpoint (path or packaged name) that round 0 fine-tunes; "
+        "'none' trains a fresh tiny model")] = START_MODEL,
     fresh: Annotated[bool, typer.Option("--fresh",
                                         help="start over instead of continuing")] = False,
 ) -> None:
@@ -36,4 +40,5 @@ def demo_command(
     from flows.demo import run_demo  # Prefect loads only for the demo
 
     run_demo(work, pool=pool, val=val, seed_set=seed_set, rounds=rounds, budget_images=budget,
-             train_minutes=train_minutes, initial_minutes=initial_minutes, fresh=fresh)
+             train_minutes=train_minutes, initial_minutes=initial_minutes,
+             start_model=None if start_model == "none" else start_model, fresh=fresh)

@@ -23,6 +23,7 @@ from pathlib import Path
 from clickpose.annotator.poses_json import poses_from_json, poses_to_json
 from clickpose.io import atomic_write_json
 from clickpose.keypoints import KeypointSchema
+from clickpose.model.pretrained import resolve_checkpoint_path
 from clickpose.poses import Poses
 
 FORMAT = "clickpose-annotation-task"
@@ -219,7 +220,7 @@ def create_task(folder: str | Path, images: list[TaskImage], prelabels: dict[str
             [new_label_id() for _ in range(poses.num_persons)]})
     atomic_write_json(folder / TASK_FILE, {
         "format": FORMAT, "version": 1, "name": name or folder.name, "created_at": now_iso(),
-        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+        "checkpoint": str(resolve_checkpoint_path(checkpoint).resolve()) if checkpoint else None,
         "schema": schema.model_dump(mode="json"),
         "images": [asdict(image) for image in images]}, indent=1)
     return Task(folder)

@@ -61,7 +61,8 @@ class CampaignConfig(BaseModel):
                                          # ground truth the simulated annotator reads)
     val: Path                            # fixed validation set: never enters training
     seed_labels: Path | None = None      # the labeled set the first model is trained on
-    initial_checkpoint: Path | None = None  # round 0 fine-tunes it on seed_labels
+    initial_checkpoint: Path | None = None  # round 0 fine-tunes it on seed_labels (a path,
+                                            # or a packaged one's name: clickpose pretrained)
     rounds: int = Field(3, ge=0)         # rounds after round 0
     budget_images: int | None = Field(20, ge=0)        # per round
     budget_clicks: float | None = Field(None, ge=0)    # per round, in predicted clicks

@@ -4,6 +4,7 @@ from clickpose.cli import (
     data_cmd,  # noqa: F401  check-data
     eval_cmd,  # noqa: F401  eval ap, eval noc
     predict_cmd,  # noqa: F401  predict
+    pretrained_cmd,  # noqa: F401  pretrained
     synth_cmd,  # noqa: F401  synth
     train_cmd,  # noqa: F401  train
 )

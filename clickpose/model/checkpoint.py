@@ -21,6 +21,7 @@ from safetensors.torch import save as save_tensors
 
 from clickpose.io import atomic_write_bytes, atomic_write_json
 from clickpose.keypoints import EXTRA_KEYPOINTS, KeypointSchema, SchemaError
+from clickpose.model.pretrained import pretrained_names, resolve_checkpoint_path
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -35,14 +36,17 @@ class CheckpointError(ValueError):
 
 # ---- paths and config -------------------------------------------------------------------
 def checkpoint_folder(path: str | Path) -> Path:
-    """The checkpoint folder, given the folder itself or its model.safetensors / config.json."""
-    path = Path(path)
+    """The checkpoint folder, given the folder itself, its model.safetensors / config.json, or
+    the name of a packaged checkpoint (clickpose.model.pretrained)."""
+    path = resolve_checkpoint_path(path)
     folder = path.parent if path.suffix in (".safetensors", ".json") else path
     for name in (WEIGHTS_FILE, CONFIG_FILE):
         if not (folder / name).is_file():
+            packaged = ", ".join(pretrained_names()) or "none"
             raise CheckpointError(
                 f"{folder}: no {name}; a checkpoint is a folder with {WEIGHTS_FILE} and "
-                f"{CONFIG_FILE} (as written by `clickpose train`)")
+                f"{CONFIG_FILE} (as written by `clickpose train`), or the name of a packaged "
+                f"one ({packaged})")
     return folder
 
 
@@ -133,9 +137,12 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
             f"{where}: SHA-256 differs from 'weights_sha256' in {CONFIG_FILE}; the weights are "
             "damaged or belong to another checkpoint; copy the whole folder again")
     try:
-        return load_tensors(data)
+        tensors = load_tensors(data)
     except SafetensorError as e:
         raise CheckpointError(f"{where}: cannot read the safetensors file ({e})") from None
+    # Packaged checkpoints store half precision (a smaller package); the model computes in float32.
+    return {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v
+            for k, v in tensors.items()}
 
 
 def build_from_config(config: dict, device: str | torch.device = "cpu"):
