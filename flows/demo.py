@@ -32,14 +32,14 @@ def demo_config(work: Path, data: dict[str, Path], rounds: int = 3, budget_image
 
 
 def demo_train_settings(minutes: float, start_model: str | None) -> TrainSettings:
-    """A start model is fine-tuned at its own input size (the persons it learnt were that
-    big; its frozen backbone's features are then cached) and the campaign's default lr; a
-    fresh `tiny` trains at 96 px and 1e-3, which learns fastest in minutes of CPU."""
+    """A start model is fine-tuned at its own input size with its frozen backbone's
+    features cached, at the campaign's default lr; a fresh `tiny` (96 px) at 1e-3, which
+    learns fastest in minutes of CPU."""
     # One torch thread: the Prefect server and FiftyOne's database share the two cores,
     # and an oversubscribed core makes every small step many times slower.
     if start_model:
         return TrainSettings(max_minutes=minutes, epochs=200, batch_size=8, threads=1,
-                             image_size=None, max_size=None, cache_backbone_features=True)
+                             cache_backbone_features=True)
     return TrainSettings(max_minutes=minutes, epochs=200, lr=1e-3, batch_size=8, threads=1)
 
 

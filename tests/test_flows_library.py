@@ -260,3 +260,23 @@ def test_noc_editors_load_the_model_on_the_device_asked(data, checkpoint):
         checkpoint_editors(checkpoint, data["val"], gt, "refine", schema, device="nosuchdevice")
     editor = checkpoint_editors(checkpoint, data["val"], gt, "refine", schema, device="cpu")
     assert editor(gt["images"][0]["id"]).poses is not None
+
+
+def test_a_round_keeps_its_start_checkpoints_input_size_unless_told(tmp_path, data, checkpoint):
+    """The campaign's small input is for fresh models: a start checkpoint's persons were
+    learnt at its own size, and shrinking them under it would undo its training."""
+    from clickpose.campaign.config import FRESH_INPUT, TrainSettings
+    from clickpose.campaign.retrain import fine_tune
+    from clickpose.model.checkpoint import read_checkpoint_config
+
+    one_step = {"epochs": 1, "max_steps_per_epoch": 1, "batch_size": 2, "max_minutes": None,
+                "threads": 1}
+
+    def trained_size(name: str, settings: TrainSettings, init) -> int:
+        out = fine_tune(data["seed"], tmp_path / name, settings, init=init, log=lambda _: None)
+        return read_checkpoint_config(out)["model"]["image_size"]
+
+    assert trained_size("from-checkpoint", TrainSettings(**one_step), checkpoint) == 64
+    assert trained_size("told", TrainSettings(**one_step, image_size=80), checkpoint) == 80
+    fresh = TrainSettings(**one_step, model_overrides={"enc_layers": 1})
+    assert trained_size("fresh", fresh, None) == FRESH_INPUT["image_size"]

@@ -14,6 +14,9 @@ from selection.strategies import NEEDS_EMBEDDINGS
 
 # A small network for CPU rounds: fewer queries, one encoder layer (see clickpose.model.presets).
 CPU_MODEL = {"num_queries": 30, "max_humans": 6, "enc_layers": 1, "keypoint_layers": 2}
+# The input of a campaign's fresh model (no start checkpoint), small for CPU rounds. A start
+# checkpoint keeps its own: its persons were learnt at that size.
+FRESH_INPUT = {"image_size": 96, "max_size": 128}
 
 
 class TrainSettings(BaseModel):
@@ -25,8 +28,8 @@ class TrainSettings(BaseModel):
     max_minutes: float | None = 1.0     # budget per training run; the run stops and saves
     batch_size: int = 8
     lr: float = 4e-4
-    image_size: int | None = 96
-    max_size: int | None = 128
+    image_size: int | None = None       # None: the start checkpoint's, else FRESH_INPUT's
+    max_size: int | None = None
     model_overrides: dict = Field(default_factory=lambda: dict(CPU_MODEL))
     dn_groups: int = 1
     feedback_max_rounds: int | None = 1
@@ -41,6 +44,13 @@ class TrainSettings(BaseModel):
     # Where and how fast a run trains, not what it learns: left out of recipe_key.
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
         {"workers", "device", "threads", "cache_backbone_features"})
+
+    def input_size(self, fresh: bool) -> tuple[int | None, int | None]:
+        """(image_size, max_size) of a run from a fresh model or from a checkpoint."""
+        if not fresh:
+            return self.image_size, self.max_size
+        return (self.image_size or FRESH_INPUT["image_size"],
+                self.max_size or FRESH_INPUT["max_size"])
 
     def recipe_key(self) -> str:
         """12 hex digits that change with every setting that changes what training learns."""

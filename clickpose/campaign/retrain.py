@@ -31,12 +31,13 @@ def fine_tune(data: Path, out: Path, settings: TrainSettings, init: Path | None 
     resume = resumable_epoch(out) is not None
     if not resume and out.exists():
         shutil.rmtree(out)   # a run that never finished an epoch: start it again
+    image_size, max_size = settings.input_size(fresh=init is None)
     cfg = TrainConfig(
         data=data, out=out, preset=None if init is not None else settings.preset,
         epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
         workers=settings.workers, max_minutes=settings.max_minutes, resume=resume,
         init=None if resume else init, seed=settings.seed, device=settings.device,
-        image_size=settings.image_size, max_size=settings.max_size,
+        image_size=image_size, max_size=max_size,
         model_overrides=settings.model_overrides if init is None else {},
         dn_groups=settings.dn_groups, feedback_max_rounds=settings.feedback_max_rounds,
         max_steps_per_epoch=settings.max_steps_per_epoch, threads=settings.threads,
