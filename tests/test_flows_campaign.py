@@ -264,3 +264,32 @@ def test_human_round_pauses_until_the_annotator_finishes(tmp_path, data):
     assert task_folder(cfg, 1).joinpath("complete.json").is_file()
     assert not _paused_runs()
     fo.delete_dataset(cfg.dataset_name)
+
+
+def test_round_zero_fine_tunes_the_packaged_start_model_named_in_the_config(tmp_path, data):
+    """`initial_checkpoint: tiny-synthetic` (a name, not a path) reaches round 0's training
+    through Prefect's parameters; the first model is that checkpoint fine-tuned, at its own
+    architecture and input size."""
+    import torch
+
+    from clickpose.campaign.config import TrainSettings
+    from clickpose.model.checkpoint import read_checkpoint_config, read_weights
+
+    one_step = TrainSettings(epochs=1, max_steps_per_epoch=1, batch_size=2, max_minutes=None,
+                             threads=1)
+    cfg = tiny_config(tmp_path, data, name="started", initial_checkpoint="tiny-synthetic",
+                      rounds=0, train=one_step)
+    result = al_campaign(cfg, publish=False)
+    assert sorted(result["rounds"]) == [0]
+    first = cfg.round_dir(0) / "train" / "last"
+    start_config = read_checkpoint_config("tiny-synthetic")["model"]
+    first_config = read_checkpoint_config(first)["model"]
+    for key in ("image_size", "num_queries", "enc_layers", "keypoint_layers"):
+        assert first_config[key] == start_config[key], key
+    start, tuned = read_weights("tiny-synthetic"), read_weights(first)
+    # One AdamW step at lr 4e-4 moves each weight by about the lr; a fresh model is far away.
+    drift = max((tuned[k] - start[k]).abs().max().item() for k in start
+                if start[k].is_floating_point())
+    assert 0 < drift < 0.01
+    assert torch.equal(tuned["backbone.body.conv_stem.weight"],
+                       start["backbone.body.conv_stem.weight"])   # frozen
