@@ -146,6 +146,12 @@ def test_model_learns_its_quality_in_training_and_ranks_by_it():
     losses = compute_losses(model, SetCriterion(schema), images, mask, targets, schema,
                             torch.Generator().manual_seed(0), StepOptions(dn_groups=0))
     assert "loss_quality" in losses and torch.isfinite(losses["loss_quality"])
+    # The head learns from its loss; the poses it reads are detached: nothing else moves.
+    losses["loss_quality"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.pose_quality.parameters())
+    assert all(p.grad is None or not p.grad.any()
+               for name, p in model.named_parameters() if not name.startswith("pose_quality."))
     model.eval()
     with torch.no_grad():
         outputs = model(images, mask)
@@ -164,12 +170,25 @@ def test_clicked_persons_are_scored_as_ranked_above_the_others():
     with torch.no_grad():
         state = model.encode(images, mask)
         humans = model.detect_humans(state)
+        humans.boxes[0, -1] = humans.boxes[0, 0]   # two persons in one box
         first = model.decode_keypoints(state, humans)
-        pinned = torch.zeros(first["pred_keypoints"].shape[:3], dtype=torch.bool)
-        pinned[0, -1, 0] = True  # the lowest-ranked person gets a click
-        clicked = model.decode_keypoints(state, humans, first["pred_keypoints"], pinned)
+        # Click the one of the pair that its logit ranks below the other: by logits it is the
+        # duplicate; clicked, it must rank above its twin.
+        for person in (-1, 0):
+            pinned = torch.zeros(first["pred_keypoints"].shape[:3], dtype=torch.bool)
+            pinned[0, person, 0] = True
+            clicked = model.decode_keypoints(state, humans, first["pred_keypoints"], pinned)
+            by_logit = overlap_above(clicked["pred_boxes"], clicked["pred_logits"])
+            if by_logit[0, person] > 0.9:
+                break
+        twin = 0 if person == -1 else -1
         expected = model.quality_logits(state, clicked, first=pinned.any(-1)).sigmoid()
+        logit_rule = model.quality_logits(state, clicked).sigmoid()
+        overlap = overlap_above(clicked["pred_boxes"], clicked["pred_logits"], pinned.any(-1))
+    assert by_logit[0, person] > 0.9 and by_logit[0, twin] == 0
     assert torch.allclose(clicked["pred_scores"], expected)
+    assert overlap[0, person] == 0 and overlap[0, twin] > 0.9
+    assert not torch.allclose(clicked["pred_scores"][0, person], logit_rule[0, person])
 
 
 def test_the_head_leaves_the_rest_of_a_run_as_it_was():
