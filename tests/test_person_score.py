@@ -79,9 +79,16 @@ def test_model_predictions_have_no_two_boxes_over_the_duplicate_iou(duplicate_io
     image = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
     poses = model.predict(image)
     assert np.all(np.diff(poses.scores) <= 1e-9)  # best first
+    # The model's own outputs with its worst person made a copy of its best one's box.
+    with torch.no_grad():
+        outputs = model(torch.randn(1, 3, 96, 128), torch.zeros(1, 96, 128, dtype=torch.bool))
+    order = outputs["pred_scores"][0].argsort(descending=True)
+    outputs["pred_boxes"][0, order[-1]] = outputs["pred_boxes"][0, order[0]]
+    with_copy = model.postprocess(outputs, [(96, 128)])[0]
     if duplicate_iou is None:
-        assert poses.num_persons == config.max_humans
+        assert poses.num_persons == with_copy.num_persons == config.max_humans
         return
+    assert with_copy.num_persons == config.max_humans - 1
     from torchvision.ops import box_iou
 
     iou = box_iou(torch.tensor(poses.boxes), torch.tensor(poses.boxes))
