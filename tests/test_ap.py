@@ -132,6 +132,13 @@ def test_grown_schema_uses_its_own_sigmas(four_images):
     assert result.stats["AP"] != evaluate_ap(*four_images).stats["AP"]
     for image_id, ap in per_image_ap(gt, dt).items():
         assert abs(ap - _single_image_cocoeval(gt, dt, image_id, schema.sigmas_array)) <= 1e-9
+    # A sigma the category itself states (a strict 0.01, not head_top's built-in 0.079) counts.
+    own = schema.sigmas_array.copy()
+    own[17] = 0.01
+    gt["categories"][0]["sigmas"] = own.tolist()
+    stated = evaluate_ap(gt, dt).stats["AP"]
+    assert stated == run_cocoeval(gt, dt, own).stats[0]
+    assert stated != result.stats["AP"]
 
 
 def test_clear_errors(four_images):
