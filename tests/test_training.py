@@ -111,6 +111,10 @@ def test_feedback_round_keeps_clicked_keypoints_exact(data):
     schema = ds.schema
     images, mask, targets = collate_batch([ds[0], ds[1]])
     model = build_model(preset_config("tiny", image_size=TRAIN_SIZE, **SMALL), schema).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # trained-like refinement heads: unpinned keypoints really move
+        for p in model.keypoint_decoder.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
     tn = normalize_targets(targets)
     criterion = SetCriterion(schema)
     with torch.no_grad():
@@ -125,6 +129,8 @@ def test_feedback_round_keeps_clicked_keypoints_exact(data):
         refined = model.decode_keypoints(state, humans, init_keypoints=keypoints, pinned=pinned)
     assert pinned.any()
     assert torch.equal(refined["pred_keypoints"][pinned], keypoints[pinned])
+    free = pinned.any(-1, keepdim=True) & ~pinned   # the clicked persons' other keypoints
+    assert (refined["pred_keypoints"][free] - keypoints[free]).abs().max() > 1e-3
 
 
 def test_run_folder_resume_predict(data, tmp_path):
