@@ -89,6 +89,7 @@ def test_two_simulated_rounds(campaign, data):
         assert sorted(rec["image"] for rec in records) == sorted(picked)
         assert rounds[r]["clicks"] == sum(rec["clicks"] for rec in records)
         assert all(rec["clicks"] >= 0 and rec["annotator"] == "simulated" for rec in records)
+        assert rounds[r]["clicks"] > 0   # an untrained model's persons need correcting
         chosen += picked
     assert rounds[2]["clicks_total"] == rounds[1]["clicks"] + rounds[2]["clicks"]
     # The simulated annotator hands back the ground truth of exactly the chosen images.
