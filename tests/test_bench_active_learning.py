@@ -213,3 +213,9 @@ def test_hybrid_strategies_read_confidence_and_embeddings(bench, tmp_path):
         chosen = select_batch(scores, budget_images=2, strategy=strategy.select, seed=0,
                               labeled=labeled, embeddings=embeddings).image_ids
         assert len(chosen) == 2 and set(chosen) <= set(candidates)
+    # An image that looks exactly like a labeled one adds nothing to cover: k-center, however
+    # weighted by doubt, leaves it.
+    embeddings["pool/0.png"] = embeddings["pool/3.png"]
+    chosen = select_batch(scores, budget_images=2, strategy="weighted_k_center", seed=0,
+                          labeled=labeled, embeddings=embeddings).image_ids
+    assert sorted(chosen) == ["pool/1.png", "pool/2.png"]
