@@ -108,7 +108,8 @@ def test_concurrent_threads_always_read_verified_bytes(store, tmp_path):
 def _process_reader(spec: StoreSpec, cache_root: str, expected: dict, seed: int, queue) -> None:
     try:
         cache = MediaCache(cache_root, max_bytes=100 * KB)
-        queue.put(_read_many(cache, spec.open(), expected, 30, seed))
+        good = _read_many(cache, spec.open(), expected, 30, seed)
+        queue.put((good, cache.downloads))
     except Exception as exc:  # noqa: BLE001 (the parent asserts on it)
         queue.put(repr(exc))
 
@@ -124,5 +125,9 @@ def test_two_processes_share_one_cache(store_spec, tmp_path):
     outcomes = [queue.get(timeout=120) for _ in workers]
     for w in workers:
         w.join(timeout=30)
-    assert outcomes == [30, 30]
-    assert MediaCache(tmp_path / "cache", max_bytes=100 * KB).stats().bytes <= 100 * KB
+    assert all(isinstance(o, tuple) for o in outcomes), outcomes   # else a child's error
+    assert [good for good, _ in outcomes] == [30, 30], outcomes
+    # Both read through one folder: some reads were served from it, and it holds entries.
+    assert sum(downloads for _, downloads in outcomes) < 60
+    shared = MediaCache(tmp_path / "cache", max_bytes=100 * KB).stats()
+    assert 1 <= shared.entries and shared.bytes <= 100 * KB
