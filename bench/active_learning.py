@@ -5,7 +5,7 @@
         [--seeds 2] [--strategies random,least_confidence,...] [--candidates 300] [--jobs 2]
         [--train-minutes M | --train-steps N [--initial-steps N0]]
         [--out work/bench_runs/active_learning]
-        [--style art|photo] [--pretrain-minutes 15 | --pretrain-steps N | --init CKPT]
+        [--style art|photo] [--pretrain-minutes 15 | --pretrain-steps N | --init CKPT|tiny-synthetic]
     .venv/bin/python bench/active_learning.py --quick     (a small pool, 2 rounds: a minute)
     .venv/bin/python bench/active_learning.py --plan-only (data, cost probe, estimate; stop)
 
