@@ -1,5 +1,5 @@
 """The demo: a 3-round campaign on synthetic people with the simulated annotator, on Prefect's
-local API, FiftyOne's own database and a local store, sized for a 2-core CPU (~15 minutes)."""
+local API, FiftyOne's own database and a local store, sized for a 2-core CPU (~9 minutes)."""
 from __future__ import annotations
 
 import shutil
