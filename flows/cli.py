@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from clickpose.cli.main import app
-from flows.demo import START_MODEL
+from clickpose.model.pretrained import START_MODEL
 
 
 @app.command("demo")

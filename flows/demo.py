@@ -11,11 +11,11 @@ from rich.table import Table
 
 from clickpose.campaign.config import CampaignConfig, TrainSettings
 from clickpose.campaign.demo_data import synthetic_campaign_data
+from clickpose.model.pretrained import START_MODEL
 
 DEMO_NAME = "demo"
-# The packaged `tiny` trained on synthetic people (clickpose pretrained): round 0 fine-tunes
-# it, as a team would start, instead of minutes of training from ImageNet features alone.
-START_MODEL = "tiny-synthetic"
+# Round 0 fine-tunes START_MODEL (the packaged one), as a team would start, instead of
+# minutes of training from ImageNet features alone.
 
 
 def demo_config(work: Path, data: dict[str, Path], rounds: int = 3, budget_images: int = 16,

@@ -36,10 +36,8 @@ from clickpose.model.checkpoint import (
 from clickpose.model.pretrained import PRETRAINED_DIR
 
 
-def write_package(source: Path, folder: Path, metrics: dict) -> None:
-    """The source checkpoint's model, in half precision, with its training record."""
-    config = read_checkpoint_config(source)
-    model = load_model(source).half()
+def write_package(model, config: dict, folder: Path, metrics: dict) -> None:
+    """`model` (the source checkpoint's, in half precision) with the source's training record."""
     save_checkpoint(folder, model, metrics=metrics, training=config.get("training"),
                     dataset=config.get("dataset"))
 
@@ -69,10 +67,11 @@ def main(argv: list[str] | None = None) -> Path:
     PRETRAINED_DIR.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{args.name}-", dir=PRETRAINED_DIR))
     staging.chmod(0o755)  # mkdtemp's 0700 would hide the package from other users
+    model, config = load_model(source).half(), read_checkpoint_config(source)
     try:
-        write_package(source, staging, record)
+        write_package(model, config, staging, record)
         record["measured"] = measured(staging, args.val, args.noc_images)
-        write_package(source, staging, record)  # same weights, config with the figures
+        write_package(model, config, staging, record)  # same weights, config with the figures
         target = PRETRAINED_DIR / args.name
         if target.exists():
             shutil.rmtree(target)

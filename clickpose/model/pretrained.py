@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "weights"
+# The `tiny` preset trained on synthetic people: where the demo and a new campaign start.
+START_MODEL = "tiny-synthetic"
 
 
 def pretrained_names() -> list[str]:
