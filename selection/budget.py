@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
+from selection.click_calibration import ClickCalibration
 from selection.results import ImageId, ImageScore, SelectedImage, Selection
 from selection.strategies import NEEDS_EMBEDDINGS, STRATEGIES, make_picker
 from selection.ties import tie_ranks
@@ -101,6 +102,7 @@ def select_batch(
     embeddings: Mapping[ImageId, np.ndarray] | None = None,
     n_clusters: int | None = None,
     min_cost: float = 1.0,
+    calibration: ClickCalibration | None = None,
 ) -> Selection:
     """The images to label next, in the order chosen, with a reason and per-person details each.
 
@@ -109,6 +111,9 @@ def select_batch(
     embeddings: pooled backbone embedding per image id, for the diversity strategies; labeled
     images found there seed k-center. n_clusters (cluster_top): default the image budget, or
     the clicks budget over the median cost.
+    calibration: a ClickCalibration fitted on the campaign's labeled images; the costs
+    become calibrated clicks for the budget and the strategy (an unfitted one leaves them as
+    they are and says why); each chosen image keeps its uncalibrated_cost.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy '{strategy}' is unknown; use one of {', '.join(STRATEGIES)}")
@@ -120,7 +125,8 @@ def select_batch(
     pool = [s for s in all_scores if s.image_id not in labeled]
     result = Selection(strategy=strategy, seed=seed, budget_images=budget_images,
                        budget_clicks=budget_clicks, pool_size=len(pool),
-                       labeled_excluded=len(all_scores) - len(pool))
+                       labeled_excluded=len(all_scores) - len(pool),
+                       calibration=None if calibration is None else calibration.model_dump())
     if not pool:
         result.message = (f"the pool is empty: {_count(len(all_scores), 'scored image')}, "
                           f"{result.labeled_excluded} already labeled; nothing to choose")
@@ -128,7 +134,10 @@ def select_batch(
 
     ids = [s.image_id for s in pool]
     score = np.array([s.score for s in pool], dtype=np.float64)
-    cost = _costs(pool, costs, required=budget_clicks is not None or strategy == "top_per_click")
+    raw_cost = _costs(pool, costs, required=budget_clicks is not None or strategy == "top_per_click")
+    cost = raw_cost
+    if calibration is not None and calibration.fitted and raw_cost is not None:
+        cost = calibration.clicks(raw_cost)
     rank = tie_ranks(ids, seed)
     x = centers = None
     if strategy in NEEDS_EMBEDDINGS:
@@ -167,7 +176,8 @@ def select_batch(
         result.items.append(SelectedImage(
             image_id=ids[i], rank=r, score=float(score[i]),
             cost=None if cost is None else float(cost[i]), reason=reason,
-            persons=pool[i].persons_worst_first()))
+            persons=pool[i].persons_worst_first(),
+            uncalibrated_cost=None if cost is raw_cost else float(raw_cost[i])))
     result.total_score = float(sum(score[i] for i, _ in chosen))
     if cost is not None:
         result.total_cost = float(sum(cost[i] for i, _ in chosen))
@@ -184,4 +194,7 @@ def select_batch(
                           f"(budget {budget})")
         if cost is not None:
             result.message += f"; {result.total_cost:.4g} predicted clicks"
+            if calibration is not None:
+                result.message += (f" (calibrated on {calibration.pairs} labeled images)"
+                                   if calibration.fitted else f" ({calibration.note})")
     return result

@@ -74,6 +74,7 @@ class SelectedImage(BaseModel):
     cost: float | None = None
     reason: str
     persons: list[PersonScore] = Field(default_factory=list)  # worst first
+    uncalibrated_cost: float | None = None  # the predicted clicks before calibration, if any
 
 
 class Selection(BaseModel):
@@ -86,6 +87,8 @@ class Selection(BaseModel):
     labeled_excluded: int = 0
     total_score: float = 0.0
     total_cost: float | None = None   # predicted clicks of the chosen images, when known
+    # selection.click_calibration.ClickCalibration as a dict, when the costs were calibrated
+    calibration: dict | None = None
     took_whole_pool: bool = False
     message: str = ""
 
