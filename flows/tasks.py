@@ -12,8 +12,17 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
+from clickpose.campaign import (
+    click_costs,
+    ledger,
+    metrics,
+    promotion,
+    report,
+    retrain,
+    scoring,
+    simulate,
+)
 from clickpose.campaign import dataset as campaign_data
-from clickpose.campaign import ledger, metrics, promotion, report, retrain, scoring, simulate
 from clickpose.campaign.config import CampaignConfig
 from clickpose.campaign.labels import labeled_keys
 from selection import PoolScores, Selection
@@ -57,7 +66,9 @@ def select_batch(cfg: CampaignConfig, campaign_id: str, round_index: int, scores
     return choose_batch(scores.scores, budget_images=cfg.budget_images,
                         budget_clicks=cfg.budget_clicks, strategy=cfg.strategy,
                         seed=cfg.selection_seed + round_index, labeled=set(labeled),
-                        embeddings=embeddings)
+                        embeddings=embeddings,
+                        calibration=click_costs.round_calibration(datasets_of(cfg), cfg,
+                                                                  round_index))
 
 
 @task(name="annotate-batch", cache_policy=CACHED, persist_result=True)
@@ -150,8 +161,12 @@ def _artifact_key(name: str) -> str:
 
 
 def selection_records(selection: Selection) -> list[dict]:
+    # cost: the clicks the budget counted (calibrated when it was); predicted_clicks: the
+    # scorer's own figure, which later rounds calibrate against the clicks taken.
     return [{"image": str(item.image_id), "score": item.score, "rank": item.rank,
-             "reason": item.reason, "cost": item.cost} for item in selection.items]
+             "reason": item.reason, "cost": item.cost,
+             "predicted_clicks": item.cost if item.uncalibrated_cost is None
+             else item.uncalibrated_cost} for item in selection.items]
 
 
 def labeled_before(cfg: CampaignConfig, round_index: int) -> list[str]:
