@@ -30,7 +30,10 @@ Strategies (selection scores and select_batch strategies):
   error_consistency   top 1 - OKS(decoder's repair of the training errors, prediction),
                       through InteractiveSession.refine
   expected_clicks     top predicted clicks (the hardest images first)
-  cost_aware          least confidence per predicted click (select_batch 'top_per_click')
+  cost_aware          least confidence per predicted click (select_batch 'top_per_click'),
+                      the predictions calibrated on the clicks its earlier rounds took
+                      (selection.click_calibration, as campaigns do)
+  cost_aware_raw      the same on the scorer's uncalibrated predictions
   k_center            core-set on pooled encoder memory, labeled images as first centers
   cluster_confidence  least confidence, k-means clusters of that memory in turn (hybrid)
   weighted_k_center   k-center on distances weighted by least confidence (hybrid)
@@ -76,6 +79,7 @@ from clickpose.campaign.simulate import simulate_annotation
 from clickpose.data.synthetic import GENERATOR_VERSION
 from clickpose.io import atomic_write_json
 from selection import ImageScore, score_pool, select_batch
+from selection.click_calibration import ClickCalibration
 from selection.ids import stable_hash
 from selection.scores import (
     disagreement,
@@ -92,8 +96,8 @@ TARGET_FRACTION = 0.6
 # crossing that line is noise (200 val images; AP 0.0005 +- 0.0004 at this CPU scale).
 MIN_AP_GAIN = 0.01
 ALL_STRATEGIES = ("random", "least_confidence", "entropy", "disagreement", "error_consistency",
-                  "expected_clicks", "cost_aware", "k_center", "cluster_confidence",
-                  "weighted_k_center")
+                  "expected_clicks", "cost_aware", "cost_aware_raw", "k_center",
+                  "cluster_confidence", "weighted_k_center")
 DEFAULT_STRATEGIES = ("random", "least_confidence", "entropy", "disagreement",
                       "error_consistency", "cost_aware", "k_center")
 QUICK_STRATEGIES = ("random", "error_consistency")
@@ -122,6 +126,9 @@ class Strategy:
     name: str
     select: str          # selection.select_batch strategy
     needs: str           # the per-image model output: none, poses, passes, session, embedding
+    # Predicted clicks fitted to the clicks the strategy's earlier rounds took, as campaigns
+    # do (selection.click_calibration); the _raw variant reads the scorer's own figure.
+    calibrate: bool = False
 
 
 STRATEGIES = {s.name: s for s in (
@@ -131,7 +138,8 @@ STRATEGIES = {s.name: s for s in (
     Strategy("disagreement", "top", "passes"),
     Strategy("error_consistency", "top", "session"),
     Strategy("expected_clicks", "top", "poses"),
-    Strategy("cost_aware", "top_per_click", "poses"),
+    Strategy("cost_aware", "top_per_click", "poses", calibrate=True),
+    Strategy("cost_aware_raw", "top_per_click", "poses"),
     Strategy("k_center", "k_center", "embedding"),
     # Hybrids: least confidence spread over the pool's look (k-means clusters in turn, or
     # k-center on distances weighted by it).
@@ -201,7 +209,7 @@ def scorer(strategy: Strategy, sigmas, seed: int):
         return entropy
     if name == "expected_clicks":
         return expected_clicks
-    if name == "cost_aware":
+    if name in ("cost_aware", "cost_aware_raw"):
         def score(key, poses):
             cost = expected_clicks(key, poses).cost
             return least_confidence(key, poses).model_copy(update={"cost": cost})
@@ -234,6 +242,23 @@ def score_candidates(strategy: Strategy, model, images: dict[str, Path],
 
 
 # ---- one round: choose, annotate, train, evaluate ---------------------------------------------
+def record_history(history: tuple[list[float], list[float]], selection, records: list[dict]
+                   ) -> list[float]:
+    """Add each chosen image's (predicted, taken) clicks to `history`; returns the round's
+    uncalibrated predictions (none when the strategy predicts no clicks)."""
+    taken = {rec["image"]: rec["clicks"] for rec in records}
+    predicted = []
+    for item in selection.items:
+        if item.cost is None:
+            continue
+        raw = item.cost if item.uncalibrated_cost is None else item.uncalibrated_cost
+        predicted.append(raw)
+        if str(item.image_id) in taken:
+            history[0].append(raw)
+            history[1].append(float(taken[str(item.image_id)]))
+    return predicted
+
+
 def train_settings(plan: dict, steps: int, labeled: int, seed: int, fresh: bool) -> TrainSettings:
     """About `steps` steps: epochs of at most ceil(steps / epochs) batches (the lr schedule
     spans them), capped in time at CAP_FACTOR x the planned seconds."""
@@ -366,6 +391,7 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
     checkpoint = Path(start["checkpoint"])
     rounds = [dict(start["round"])]
     clicks = 0
+    history: tuple[list[float], list[float]] = ([], [])   # (predicted, taken) per image
     for r in range(1, plan["rounds"] + 1):
         round_dir = folder / f"round-{r:03d}"
         candidates = candidate_keys(plan, seed, r, set(plan["keys"]) - set(labeled))
@@ -374,8 +400,10 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
         scores, embeddings, stats = score_candidates(strategy, model, images, candidates,
                                                      labeled, seed)
         del model
+        calibration = ClickCalibration.fit(*history) if strategy.calibrate else None
         selection = select_batch(scores, budget_images=plan["batch"], strategy=strategy.select,
-                                 seed=seed, labeled=labeled, embeddings=embeddings)
+                                 seed=seed, labeled=labeled, embeddings=embeddings,
+                                 calibration=calibration)
         scored = time.perf_counter()
         chosen = selection.image_ids
         batch = simulate_annotation(checkpoint, Path(plan["pool"]), gt, chosen,
@@ -383,6 +411,7 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
                                     max_rounds=plan["annotate_max_rounds"], threads=1)
         annotated = time.perf_counter()
         clicks += batch.clicks
+        predicted = record_history(history, selection, batch.records)
         labeled += chosen
         labels = label_sets.merge(labels, batch.labels)
         checkpoint, metrics, seconds = train_and_evaluate(plan, labels, round_dir,
@@ -397,6 +426,11 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
                   "score_images_per_s": round(stats["images"] / max(stats["seconds"], 1e-9), 2)}
         if selection.total_cost is not None:
             record["predicted_clicks"] = round(selection.total_cost, 2)
+            record["predicted_clicks_uncalibrated"] = round(sum(predicted), 2)
+        if calibration is not None:
+            record["calibration"] = calibration.model_dump(
+                include={"slope", "offset", "pairs", "mean_abs_error_before",
+                         "mean_abs_error_after", "rank_correlation"})
         rounds.append(record)
         log(f"{name} seed {seed} round {r}: AP {metrics['ap']:.4f}, {clicks} clicks")
     result = {"config": config, "strategy": name, "seed": seed, "rounds": rounds}

@@ -13,7 +13,7 @@ from bench_scripts import load_bench
 from PIL import Image
 
 from clickpose.poses import Poses
-from selection import expected_clicks, least_confidence, select_batch
+from selection import ImageScore, expected_clicks, least_confidence, select_batch
 
 K = 17
 
@@ -170,6 +170,27 @@ def test_cost_aware_scores_least_confidence_per_predicted_click(bench):
     assert a.cost == expected_clicks("cheap", cheap).cost < b.cost
     picked = select_batch([b, a], budget_images=1, strategy="top_per_click")
     assert picked.image_ids == ["cheap"]
+
+
+def test_calibrated_cost_aware_learns_from_the_clicks_its_rounds_took(bench):
+    from selection.click_calibration import MIN_PAIRS, ClickCalibration
+
+    assert bench.STRATEGIES["cost_aware"].calibrate and not bench.STRATEGIES["cost_aware_raw"].calibrate
+    scores = [ImageScore(image_id=f"pool/{i}.png", method="expected_clicks", score=1.0 + i,
+                         cost=1.0 + i) for i in range(12)]
+    calibration = ClickCalibration(slope=3.0, offset=2.0, pairs=MIN_PAIRS)
+    selection = select_batch(scores, budget_images=12, strategy="top",
+                             calibration=calibration)
+    records = [{"image": f"pool/{i}.png", "clicks": 4 * (1 + i) + 1} for i in range(11)]
+    history = ([], [])
+    predicted = bench.record_history(history, selection, records)
+    # The uncalibrated predictions are kept; an image without a record adds no pair.
+    assert sorted(predicted) == [1.0 + i for i in range(12)]
+    assert sorted(history[0]) == [1.0 + i for i in range(11)]
+    refit = ClickCalibration.fit(*history)
+    assert refit.slope == pytest.approx(4.0) and refit.offset == pytest.approx(1.0)
+    unpriced = select_batch({"a": 1.0}, budget_images=1)
+    assert bench.record_history(([], []), unpriced, [{"image": "a", "clicks": 3}]) == []
 
 
 def test_query_noise_passes_and_pooled_memory(bench, tmp_path):
