@@ -76,6 +76,7 @@ class CampaignConfig(BaseModel):
     rounds: int = Field(3, ge=0)         # rounds after round 0
     budget_images: int | None = Field(20, ge=0)        # per round
     budget_clicks: float | None = Field(None, ge=0)    # per round, in predicted clicks
+                                                       # (calibrated: calibrate_clicks)
     # Predicted clicks fitted to the clicks earlier rounds took (selection.click_calibration)
     # before they meet budget_clicks or top_per_click.
     calibrate_clicks: bool = True
