@@ -60,7 +60,7 @@ def al_round(config: CampaignConfig, round_index: int, task_runner: str = "threa
     summary = round_summary(config, round_index, version, len(batch.labels["images"]),
                             batch.clicks,
                             state.clicks + batch.clicks, scores_val, registered,
-                            time.monotonic() - started)
+                            time.monotonic() - started, predicted_clicks=selection.total_cost)
     tasks.record_round(config, round_index, summary)
     tasks.write_report(config)
     logger.info(summary_line(summary))
@@ -83,11 +83,15 @@ def score_and_select(config: CampaignConfig, campaign_id: str, round_index: int,
 
 def round_summary(config: CampaignConfig, round_index: int, version: int, new_images: int,
                   clicks: int, clicks_total: int, scores: dict, registered: dict,
-                  seconds: float) -> dict:
+                  seconds: float, predicted_clicks: float | None = None) -> dict:
+    """predicted_clicks: what the selection expected the batch to cost (None when the
+    scorer predicts no clicks), beside the clicks it took."""
     labeled = campaign_data.labels_after(tasks.datasets_of(config), config.name, round_index)
     return {"round": round_index, "dataset_version": version,
             "labeled_images": len(labeled["images"]), "new_images": new_images,
-            "clicks": int(clicks), "clicks_total": int(clicks_total), "metrics": scores,
+            "clicks": int(clicks), "clicks_total": int(clicks_total),
+            "predicted_clicks": None if predicted_clicks is None else round(predicted_clicks, 1),
+            "metrics": scores,
             **registered, "seconds": round(seconds, 1)}
 
 

@@ -133,11 +133,13 @@ def test_report_table_and_curve(tmp_path):
                   "metrics": {"ap": 0.1, "ap50": 0.2, "noc": {"85": 9.0, "90": 10.0, "95": 11.0}},
                   "model": "m0001", "promoted": True},
               1: {"labeled_images": 7, "new_images": 3, "clicks": 21, "clicks_total": 21,
+                  "predicted_clicks": 18.6,
                   "metrics": {"ap": 0.25, "ap50": 0.4, "noc": {"85": 7.0, "90": 8.5, "95": 9.0}},
                   "model": "m0002", "promoted": True}}
     table = report.rounds_table(rounds)
-    assert table.splitlines()[3] == ("| 1 | 7 | 3 | 21 | 21 | 0.250 | 0.400 | 7.000 | 8.500 | "
-                                     "9.000 | m0002 | yes |")
+    assert table.splitlines()[2].startswith("| 0 | 4 | 4 | 0 | - | 0 | 0.100 |")
+    assert table.splitlines()[3] == ("| 1 | 7 | 3 | 21 | 19 | 21 | 0.250 | 0.400 | 7.000 | "
+                                     "8.500 | 9.000 | m0002 | yes |")
     written = report.write_report(open_store(tmp_path / "store"), "c", rounds)
     png = (tmp_path / "store" / written["curve"]).read_bytes()
     assert png[:4] == b"\x89PNG" and len(png) > 5000

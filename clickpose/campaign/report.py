@@ -6,7 +6,9 @@ import io
 
 from storage import Store
 
-COLUMNS = ("round", "labeled", "new", "clicks", "clicks total", "AP", "AP50",
+# "predicted": the clicks the selection expected the batch to cost (calibrated once earlier
+# rounds have taken some), beside the clicks it took: whether a click budget means clicks.
+COLUMNS = ("round", "labeled", "new", "clicks", "predicted", "clicks total", "AP", "AP50",
            "NoC@85", "NoC@90", "NoC@95", "model", "promoted")
 
 
@@ -16,6 +18,10 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _whole(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
 def rounds_table(rounds: dict[int, dict]) -> str:
     """One markdown row per round summary (see flows: the round's summary dict)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -23,7 +29,7 @@ def rounds_table(rounds: dict[int, dict]) -> str:
         s = rounds[r]
         m, noc = s.get("metrics", {}), s.get("metrics", {}).get("noc", {})
         cells = [r, s.get("labeled_images"), s.get("new_images"), s.get("clicks"),
-                 s.get("clicks_total"), m.get("ap"), m.get("ap50"), noc.get("85"),
+                 _whole(s.get("predicted_clicks")), s.get("clicks_total"), m.get("ap"), m.get("ap50"), noc.get("85"),
                  noc.get("90"), noc.get("95"), s.get("model"),
                  "yes" if s.get("promoted") else "no"]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
