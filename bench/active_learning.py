@@ -249,9 +249,9 @@ def record_history(history: tuple[list[float], list[float]], selection, records:
     taken = {rec["image"]: rec["clicks"] for rec in records}
     predicted = []
     for item in selection.items:
-        if item.cost is None:
+        raw = item.predicted_clicks
+        if raw is None:
             continue
-        raw = item.cost if item.uncalibrated_cost is None else item.uncalibrated_cost
         predicted.append(raw)
         if str(item.image_id) in taken:
             history[0].append(raw)

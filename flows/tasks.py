@@ -165,8 +165,7 @@ def selection_records(selection: Selection) -> list[dict]:
     # scorer's own figure, which later rounds calibrate against the clicks taken.
     return [{"image": str(item.image_id), "score": item.score, "rank": item.rank,
              "reason": item.reason, "cost": item.cost,
-             "predicted_clicks": item.cost if item.uncalibrated_cost is None
-             else item.uncalibrated_cost} for item in selection.items]
+             "predicted_clicks": item.predicted_clicks} for item in selection.items]
 
 
 def labeled_before(cfg: CampaignConfig, round_index: int) -> list[str]:

@@ -3,12 +3,13 @@
 `expected_clicks` reads a model's confidences, and a model is overconfident about its own
 poses: in the active-learning bench's cost-aware rounds from the packaged start model, the
 chosen images were predicted at 4.0-4.5 clicks each and took 17.7-23.3 to label, 4.4-5.2
-times as many in every round (bench/results/active_learning_art256_start_model.jsonl). A budget in those clicks is then a budget in a unit
-nobody pays. Every labeled image of a campaign leaves a pair (clicks predicted when it was
-chosen, clicks it took); an affine fit of one on the other (non-negative slope and offset,
-scipy's nnls: a click is never predicted to be negative, and an image with no predicted
-click still costs a look) turns the next round's predictions into clicks. Until there are
-`MIN_PAIRS` pairs, the predictions stay as they are and the calibration says so.
+times as many in every round (bench/results/active_learning_art256_start_model.jsonl). A
+budget in those clicks is then a budget in a unit nobody pays. Every labeled image of a
+campaign leaves a pair (clicks predicted when it was chosen, clicks it took); an affine fit
+of one on the other (non-negative slope and offset, scipy's nnls: a click is never
+predicted to be negative, and an image with no predicted click still costs a look) turns
+the next round's predictions into clicks. Until there are `MIN_PAIRS` pairs, the
+predictions stay as they are and the calibration says so.
 """
 from __future__ import annotations
 

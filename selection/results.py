@@ -76,6 +76,12 @@ class SelectedImage(BaseModel):
     persons: list[PersonScore] = Field(default_factory=list)  # worst first
     uncalibrated_cost: float | None = None  # the predicted clicks before calibration, if any
 
+    @property
+    def predicted_clicks(self) -> float | None:
+        """The scorer's own prediction (before any calibration): what a later round
+        calibrates against the clicks the image took."""
+        return self.cost if self.uncalibrated_cost is None else self.uncalibrated_cost
+
 
 class Selection(BaseModel):
     strategy: str

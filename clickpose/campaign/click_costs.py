@@ -35,8 +35,8 @@ def click_history(datasets: Datasets, name: str, before_round: int
 
 def round_calibration(datasets: Datasets, cfg: CampaignConfig, round_index: int
                       ) -> ClickCalibration | None:
-    """The calibration round `round_index` chooses with; None when it reads no clicks (no
-    budget in clicks, no cost-aware strategy) or calibration is off."""
+    """The calibration round `round_index` chooses with; None when the scorer predicts no
+    clicks or calibration is off."""
     if not cfg.calibrate_clicks or cfg.scorer != "expected_clicks":
         return None
     return ClickCalibration.fit(*click_history(datasets, cfg.name, round_index))

@@ -29,8 +29,8 @@ def rounds_table(rounds: dict[int, dict]) -> str:
         s = rounds[r]
         m, noc = s.get("metrics", {}), s.get("metrics", {}).get("noc", {})
         cells = [r, s.get("labeled_images"), s.get("new_images"), s.get("clicks"),
-                 _whole(s.get("predicted_clicks")), s.get("clicks_total"), m.get("ap"), m.get("ap50"), noc.get("85"),
-                 noc.get("90"), noc.get("95"), s.get("model"),
+                 _whole(s.get("predicted_clicks")), s.get("clicks_total"), m.get("ap"),
+                 m.get("ap50"), noc.get("85"), noc.get("90"), noc.get("95"), s.get("model"),
                  "yes" if s.get("promoted") else "no"]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     return "\n".join(lines)
