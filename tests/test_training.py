@@ -16,7 +16,7 @@ from clickpose.model.losses import box_xyxy_to_cxcywh
 from clickpose.model.matcher import PaddedTargets
 from clickpose.model.pose_errors import ErrorProbs
 from clickpose.train.engine import StepOptions, compute_losses
-from clickpose.train.feedback import click_worst_at_once, feedback_losses, simulate_clicks
+from clickpose.train.feedback import simulate_clicks
 from clickpose.train.loop import TrainConfig, resumable_epoch, train
 from clickpose.train.optim import build_optimizer, build_scheduler
 
@@ -103,48 +103,6 @@ def test_simulated_click_fixes_the_worst_keypoint():
     # The next click goes to the next worst keypoint, never to a pinned one.
     _, pin2 = simulate_clicks(new, pin, indices, targets)
     assert pin2.sum() == 4 and pin2[0, 0, 2] and pin2[0, 1, 3]
-
-
-def test_clicks_at_once_take_each_matched_persons_worst_labelled_keypoints():
-    k = 5
-    gt = torch.rand(2, k, 2)
-    weights = torch.ones(2, k)
-    weights[1, 4] = 0
-    boxes = torch.cat([gt.min(1).values, gt.max(1).values], -1)
-    targets = PaddedTargets.of([{"boxes": box_xyxy_to_cxcywh(boxes), "keypoints": gt,
-                                 "keypoint_weights": weights, "area": torch.ones(2),
-                                 "scale": torch.tensor([100.0, 100.0])}])
-    pred = torch.cat([gt[[1, 0]].clone()[None], torch.rand(1, 1, k, 2)], 1)
-    pred[0, 0, 2] += 0.3            # person 1: worst 2, then 0
-    pred[0, 0, 0] += 0.2
-    pred[0, 0, 4] += 0.9            # worse, but unlabelled: never clicked
-    pred[0, 1, 3] += 0.2            # person 0: worst 3
-    indices = [(torch.tensor([0, 1]), torch.tensor([1, 0]))]
-    new, pin = click_worst_at_once(pred, 2, indices, targets)
-    assert sorted(pin[0, 0].nonzero()[:, 0].tolist()) == [0, 2]
-    assert pin[0, 1, 3] and pin[0, 1].sum() == 2    # its second click: any exact keypoint
-    assert not pin[0, 2].any() and torch.equal(new[0, 2], pred[0, 2])
-    assert torch.equal(new[0, 0, 2], gt[1, 2]) and torch.equal(new[0, 0, 0], gt[1, 0])
-    # More clicks than labelled keypoints: every labelled one, never the unlabelled one.
-    _, pin_all = click_worst_at_once(pred, 10, indices, targets)
-    assert pin_all[0, 0].tolist() == [True, True, True, True, False]
-
-
-def test_feedback_at_once_gives_feedback_losses_with_gradients(data):
-    torch.manual_seed(0)
-    ds = load_coco_dataset(data["train"])
-    images, mask, targets = collate_batch([ds[0], ds[1]])
-    model = build_model(preset_config("tiny", image_size=TRAIN_SIZE, **SMALL), ds.schema)
-    criterion = SetCriterion(ds.schema)
-    tn = normalize_targets(targets)
-    state = model.encode(images, mask)
-    humans = model.detect_humans(state)
-    out = model.decode_keypoints(state, humans)
-    losses = feedback_losses(model, criterion, state, humans, out, tn,
-                             torch.Generator().manual_seed(0), num_rounds=3, at_once=True)
-    assert losses and all(name.startswith("fb_") for name in losses)
-    sum(losses.values()).backward()
-    assert model.keypoint_decoder.layers[0].ffn.linear1.weight.grad.abs().sum() > 0
 
 
 def test_feedback_round_keeps_clicked_keypoints_exact(data):

@@ -118,17 +118,16 @@ def invert(keypoints: Tensor, person: Tensor, keypoint: Tensor, source: Tensor) 
     return out
 
 
-def num_pinned_probabilities(num_keypoints: int, power: int = 2) -> Tensor:
-    """P(k) for k = 1..K, proportional to 1 / k^power (2: the official code's)."""
+def num_pinned_probabilities(num_keypoints: int) -> Tensor:
+    """P(k) for k = 1..K, proportional to 1 / k^2."""
     k = torch.arange(1, num_keypoints + 1, dtype=torch.float64)
-    p = 1.0 / k ** power
+    p = 1.0 / k ** 2
     return p / p.sum()
 
 
-def sample_num_pinned(n: int, num_keypoints: int, generator: torch.Generator,
-                      power: int = 2) -> Tensor:
-    """n draws of k in 1..K with P(k) ~ 1/k^power: (n,) int64."""
-    probs = num_pinned_probabilities(num_keypoints, power)
+def sample_num_pinned(n: int, num_keypoints: int, generator: torch.Generator) -> Tensor:
+    """n draws of k in 1..K with P(k) ~ 1/k^2: (n,) int64."""
+    probs = num_pinned_probabilities(num_keypoints)
     if n == 0:
         return torch.zeros(0, dtype=torch.int64)
     return torch.multinomial(probs, n, replacement=True, generator=generator) + 1

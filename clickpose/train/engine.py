@@ -24,7 +24,6 @@ class StepOptions:
     box_noise_scale: float = 0.4
     feedback: bool = True              # human-feedback rounds
     feedback_max_rounds: int | None = None
-    feedback_at_once: bool = False     # clicks of r rounds placed together, one decoder pass
     clip_max_norm: float = 0.1
     amp_dtype: torch.dtype | None = None  # torch.bfloat16 on CUDA
 
@@ -68,8 +67,7 @@ def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[d
         losses = criterion(outputs, tn, dn_targets=dn_meta, normalized=True)
         if options.feedback:
             losses.update(feedback_losses(model, criterion, state, humans, outputs, tn, generator,
-                                          max_rounds=options.feedback_max_rounds,
-                                          at_once=options.feedback_at_once))
+                                          max_rounds=options.feedback_max_rounds))
     return losses
 
 

@@ -7,12 +7,6 @@ re-runs only `decode_keypoints` from the previous round's keypoints. The number 
 is drawn with P(r) ~ 1/r^2 like the number of pinned keypoints. Earlier rounds run without
 gradient (their output is only the next round's input); the last round's layers get the
 same keypoint and person losses as the normal output, under the `fb_` prefix.
-
-`at_once`: the clicks of r rounds are placed together on the first prediction's r worst
-keypoints of each matched person and decoded once, with r drawn with P(r) ~ 1/r: the
-decoder meets the many-click states of a long correction (NoC runs 8-10 rounds) for one
-decoder pass, where the rounds above mostly teach one click (P(1) = 0.61) and pay a
-decoder pass per round.
 """
 from __future__ import annotations
 
@@ -36,36 +30,6 @@ def keypoint_decoder_outputs(outputs: dict) -> dict:
 
 
 @torch.no_grad()
-def click_worst_at_once(keypoints: Tensor, clicks: int, indices: list[tuple[Tensor, Tensor]],
-                        targets: PaddedTargets) -> tuple[Tensor, Tensor]:
-    """`clicks` clicks on each matched person's worst labelled keypoints (largest error
-    first), placed together. keypoints (B, N, K, 2) normalized. Returns (keypoints, pinned)."""
-    keypoints = keypoints.clone()
-    pinned = torch.zeros(keypoints.shape[:3], dtype=torch.bool, device=keypoints.device)
-    batch, src, tgt = matched_rows(indices, keypoints.device)
-    if len(batch) == 0:
-        return keypoints, pinned
-    gt = targets.keypoints[batch, tgt].to(keypoints.dtype)               # (M, K, 2)
-    weight = targets.keypoint_weights[batch, tgt]                        # (M, K)
-    error = ((keypoints[batch, src] - gt).abs().sum(-1) * weight).masked_fill(weight == 0, -1.0)
-    rank = error.argsort(1, descending=True).argsort(1)
-    chosen = (rank < clicks) & (weight > 0)                              # (M, K)
-    rows, kp = torch.nonzero(chosen, as_tuple=True)
-    keypoints[batch[rows], src[rows], kp] = gt[rows, kp]
-    pinned[batch[rows], src[rows], kp] = True
-    return keypoints, pinned
-
-
-def matched_rows(indices: list[tuple[Tensor, Tensor]], device) -> tuple[Tensor, Tensor, Tensor]:
-    """The matcher's (prediction, target) pairs as flat (image, prediction, target) rows."""
-    batch = torch.cat([torch.full((len(src),), b, dtype=torch.int64)
-                       for b, (src, _) in enumerate(indices)]).to(device)
-    src = torch.cat([src for src, _ in indices]).to(device)
-    tgt = torch.cat([tgt for _, tgt in indices]).to(device)
-    return batch, src, tgt
-
-
-@torch.no_grad()
 def simulate_clicks(keypoints: Tensor, pinned: Tensor, indices: list[tuple[Tensor, Tensor]],
                     targets: PaddedTargets) -> tuple[Tensor, Tensor]:
     """One click per matched person on its worst unpinned labelled keypoint.
@@ -75,7 +39,11 @@ def simulate_clicks(keypoints: Tensor, pinned: Tensor, indices: list[tuple[Tenso
     not clicked. The whole batch's matched persons at once.
     """
     keypoints, pinned = keypoints.clone(), pinned.clone()
-    batch, src, tgt = matched_rows(indices, keypoints.device)
+    device = keypoints.device
+    batch = torch.cat([torch.full((len(src),), b, dtype=torch.int64)
+                       for b, (src, _) in enumerate(indices)]).to(device)
+    src = torch.cat([src for src, _ in indices]).to(device)
+    tgt = torch.cat([tgt for _, tgt in indices]).to(device)
     if len(batch) == 0:
         return keypoints, pinned
     gt = targets.keypoints[batch, tgt].to(keypoints.dtype)               # (M, K, 2)
@@ -92,8 +60,8 @@ def simulate_clicks(keypoints: Tensor, pinned: Tensor, indices: list[tuple[Tenso
 
 def feedback_losses(model, criterion: SetCriterion, state, humans, outputs: dict,
                     targets: list[dict], generator: torch.Generator,
-                    max_rounds: int | None = None, num_rounds: int | None = None,
-                    at_once: bool = False) -> dict[str, Tensor]:
+                    max_rounds: int | None = None, num_rounds: int | None = None
+                    ) -> dict[str, Tensor]:
     """Weighted `fb_` losses of the last simulated feedback round.
 
     targets: normalized. `num_rounds` fixes the number of rounds; otherwise it is drawn with
@@ -101,18 +69,12 @@ def feedback_losses(model, criterion: SetCriterion, state, humans, outputs: dict
     """
     num_k = outputs["pred_keypoints"].shape[2]
     if num_rounds is None:
-        num_rounds = int(sample_num_pinned(1, max_rounds or num_k, generator,
-                                           power=1 if at_once else 2)[0])
+        num_rounds = int(sample_num_pinned(1, max_rounds or num_k, generator)[0])
     base = keypoint_decoder_outputs(outputs)
     padded = PaddedTargets.of(targets, outputs["pred_keypoints"].device)
     indices = criterion.matcher(base, targets, padded)
     # float32: a clicked keypoint must be the ground truth exactly, even under bf16 autocast.
     keypoints = outputs["pred_keypoints"].detach().float()
-    if at_once:
-        keypoints, pinned = click_worst_at_once(keypoints, num_rounds, indices, padded)
-        refined = model.decode_keypoints(state, humans, init_keypoints=keypoints, pinned=pinned)
-        return criterion(keypoint_decoder_outputs(refined), targets, normalized=True,
-                         prefix="fb_", factor=criterion.weights.feedback)
     pinned = torch.zeros(keypoints.shape[:3], dtype=torch.bool, device=keypoints.device)
     refined = None
     for r in range(num_rounds):

@@ -76,9 +76,6 @@ class TrainConfig(BaseModel):
     score_target: Literal["match", "oks"] = "match"  # oks: scores learn pose quality
     feedback: bool = True
     feedback_max_rounds: int | None = None
-    # The clicks of r rounds placed together (P(r) ~ 1/r) and decoded once, instead of r
-    # decoded rounds (clickpose.train.feedback).
-    feedback_at_once: bool = False
     backbone_weights: str | None = None  # 'none' | 'lite0' | 'timm'; default: the preset's
     progress: bool = True
     max_steps_per_epoch: int | None = None
@@ -275,7 +272,6 @@ def _train(cfg: TrainConfig, log) -> dict:
 
     options = StepOptions(dn_groups=cfg.dn_groups, error_probs=ErrorProbs(),
                           feedback=cfg.feedback, feedback_max_rounds=cfg.feedback_max_rounds,
-                          feedback_at_once=cfg.feedback_at_once,
                           clip_max_norm=cfg.clip_max_norm, amp_dtype=amp_dtype)
     training_args = json.loads(cfg.model_dump_json())
     fingerprint = dataset_fingerprint(train_set)
