@@ -5,7 +5,7 @@
         [--out work/bench_runs/train_synthetic] [--threads N] [--workers 0] [--augment]
         [--lr 1.6e-3] [--lr-schedule step|cosine] [--batch-size 8] [--dn-groups 1] [--epochs 16] [--noc-images 200]
         [--heatmap-fine-level 1] [--no-heatmap-offsets] [--max-humans N] [--image-size PX]
-        [--score-target match|oks] [--no-feedback] [--feedback-weight W] [--feedback-max-rounds R]
+        [--score-target match|oks] [--no-feedback] [--feedback-max-rounds R]
         [--device cpu|cuda]
 
 The synthetic `photo` images are generated once per (count, seed, size) and reused from
@@ -100,8 +100,6 @@ def main(argv: list[str] | None = None) -> dict:
                         help="human-feedback rounds of simulated clicks in every step "
                              "(--no-feedback: the step without them; a fifth more images in the "
                              "same time, and refine loses its lead)")
-    parser.add_argument("--feedback-weight", type=float, default=1.0,
-                        help="multiplies the feedback rounds' losses")
     parser.add_argument("--feedback-max-rounds", type=int, default=None,
                         help="most simulated click rounds of a feedback step (default: the "
                              "keypoint count, as the official code)")
@@ -139,7 +137,6 @@ def main(argv: list[str] | None = None) -> dict:
             batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, workers=args.workers,
             dn_groups=args.dn_groups, score_target=args.score_target,
             feedback=args.feedback, feedback_max_rounds=args.feedback_max_rounds,
-            feedback_weight=args.feedback_weight,
             model_overrides=model_overrides(args), image_size=args.image_size,
             # Square images: the longer side may grow with the shorter one.
             max_size=None if args.image_size is None else max(

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from torch.utils.data import DataLoader
 
 from clickpose.io import atomic_write_text
@@ -34,7 +34,7 @@ from clickpose.model.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from clickpose.model.criterion import LossWeights, SetCriterion
+from clickpose.model.criterion import SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
 from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
 from clickpose.train.feature_cache import BackboneFeatureCache, backbone_is_frozen
@@ -76,7 +76,6 @@ class TrainConfig(BaseModel):
     score_target: Literal["match", "oks"] = "match"  # oks: scores learn pose quality
     feedback: bool = True
     feedback_max_rounds: int | None = None
-    feedback_weight: float = Field(1.0, gt=0.0)  # multiplies the feedback rounds' losses
     backbone_weights: str | None = None  # 'none' | 'lite0' | 'timm'; default: the preset's
     progress: bool = True
     max_steps_per_epoch: int | None = None
@@ -245,8 +244,7 @@ def _train(cfg: TrainConfig, log) -> dict:
         val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
         collate_fn=collate_batch)
 
-    criterion = SetCriterion(schema, weights=LossWeights(feedback=cfg.feedback_weight),
-                             score_target=cfg.score_target).to(device)
+    criterion = SetCriterion(schema, score_target=cfg.score_target).to(device)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_mult)
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else \
         min(len(train_loader), cfg.max_steps_per_epoch)
