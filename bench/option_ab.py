@@ -19,7 +19,6 @@ their mean.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
+from bench.model_options import parse_model_option
 from bench.training_run import images_seen, run_training
 from clickpose.model.checkpoint import read_checkpoint_config
 from clickpose.model.presets import ModelConfig
@@ -43,15 +43,7 @@ DEFAULT_VAL = Path("work/bench_synth/photo-v1.1-n200-s1005-256px")
 def parse_option(text: str, init: Path) -> tuple[str, object]:
     """'name=value' (value in JSON: true, 0.5, "x") -> (name, value), checked against
     ModelConfig and against the --init checkpoint, which must not have it already."""
-    name, sep, raw = text.partition("=")
-    if not sep or name not in ModelConfig.model_fields:
-        raise SystemExit(f"--option {text!r}: give NAME=VALUE with NAME a ModelConfig field, "
-                         "e.g. max_humans=6")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise SystemExit(f"--option {text!r}: the value {raw!r} is not JSON "
-                         "(true, false, a number, or a quoted string)") from None
+    name, value = parse_model_option(text, "--option")
     current = read_checkpoint_config(init)["model"].get(name, ModelConfig.model_fields[name].default)
     if current == value:
         raise SystemExit(f"--option {text!r}: {init} already has {name}={current!r}; "

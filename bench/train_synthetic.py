@@ -6,7 +6,7 @@
         [--lr 1.6e-3] [--lr-schedule step|cosine] [--batch-size 8] [--dn-groups 1] [--epochs 16] [--noc-images 200]
         [--heatmap-fine-level 1] [--no-heatmap-offsets] [--max-humans N] [--image-size PX]
         [--score-target match|oks] [--no-feedback] [--feedback-max-rounds R]
-        [--device cpu|cuda]
+        [--model-option NAME=VALUE ...] [--device cpu|cuda]
 
 The synthetic `photo` images are generated once per (count, seed, size) and reused from
 --cache. Training runs through `clickpose.train.loop.train` (what `clickpose train` runs)
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
+from bench.model_options import parse_model_option
 from bench.training_run import run_training
 from clickpose.data.synthetic import GENERATOR_VERSION, generate_dataset
 from clickpose.model.presets import preset_config
@@ -61,7 +62,11 @@ def model_overrides(args) -> dict:
     """The preset's options this run changes."""
     overrides = {"heatmap_fine_level": args.heatmap_fine_level,
                  "heatmap_offsets": args.heatmap_offsets, "max_humans": args.max_humans}
-    return {k: v for k, v in overrides.items() if v is not None}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for text in args.model_option:
+        name, value = parse_model_option(text, "--model-option")
+        overrides[name] = value
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -96,6 +101,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-humans", type=int, default=None,
                         help="persons the keypoint decoder refines per image (default: the "
                              "preset's 10; the synthetic images hold at most 4)")
+    parser.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="any other ModelConfig field of the tiny preset, the value in "
+                             "JSON (e.g. hidden_dim=96); repeatable")
     parser.add_argument("--feedback", action=argparse.BooleanOptionalAction, default=True,
                         help="human-feedback rounds of simulated clicks in every step "
                              "(--no-feedback: the step without them; a fifth more images in the "
@@ -118,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-train", action="store_true",
                         help="evaluate the run already in --out")
     args = parser.parse_args(argv)
+    overrides = model_overrides(args)  # a bad --model-option stops before any work
 
     threads = args.threads or default_cpu_threads(args.workers)
     torch.set_num_threads(threads)
@@ -137,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
             batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, workers=args.workers,
             dn_groups=args.dn_groups, score_target=args.score_target,
             feedback=args.feedback, feedback_max_rounds=args.feedback_max_rounds,
-            model_overrides=model_overrides(args), image_size=args.image_size,
+            model_overrides=overrides, image_size=args.image_size,
             # Square images: the longer side may grow with the shorter one.
             max_size=None if args.image_size is None else max(
                 args.image_size, preset_config("tiny").max_size),

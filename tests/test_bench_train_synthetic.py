@@ -20,8 +20,9 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
     summary = bench.main(["--minutes", "0.05", "--epochs", "1", "--train-images", "4",
                           "--val-images", "2", "--size", "96", "--batch-size", "2",
                           "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
-                          "--threads", "1", "--workers", "0"])
+                          "--threads", "1", "--workers", "0", "--model-option", "enc_layers=1"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert read_checkpoint_config(tmp_path / "run" / "last")["model"]["enc_layers"] == 1
     kinds = [line.get("kind") for line in lines]
     assert kinds[:2] == ["machine", "data"] and kinds[-1] == "summary"
     machine = lines[0]
@@ -38,6 +39,8 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
     ap = next(line for line in lines if line["kind"] == "ap")
     assert summary["val_AP"] == ap["stats"]["AP"] and 0.0 <= summary["val_AP"] <= 1.0
     assert summary["NoC@90_refine"] == nocs["refine"]["NoC@90"]
+    with pytest.raises(SystemExit, match="ModelConfig field"):
+        bench.main(["--model-option", "enc_layer=1"])
     # The generated data is reused, not drawn again, by a second run (evaluation only).
     stamp = (tmp_path / "cache" / TRAIN_FOLDER / "annotations.json").stat().st_mtime_ns
     bench.main(["--skip-train", "--train-images", "4", "--val-images", "2", "--size", "96",
