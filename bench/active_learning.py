@@ -5,14 +5,19 @@
         [--seeds 2] [--strategies random,least_confidence,...] [--candidates 300] [--jobs 2]
         [--train-minutes M | --train-steps N [--initial-steps N0]]
         [--out work/bench_runs/active_learning]
-        [--style art|photo] [--pretrain-minutes 15 | --pretrain-steps N | --init CKPT|tiny-synthetic]
+        [--style art|photo] [--photo-share 0.8 [--val-photo-share 0.5]]
+        [--pretrain-minutes 15 | --pretrain-steps N | --init CKPT|tiny-synthetic]
     .venv/bin/python bench/active_learning.py --quick     (a small pool, 2 rounds: a minute)
     .venv/bin/python bench/active_learning.py --plan-only (data, cost probe, estimate; stop)
 
 The campaign starts from a model trained beforehand, as a team's would: `tiny` (small CPU
 settings) trained on synthetic `photo` people for --pretrain-minutes on every core (once,
 cached in --cache; its time is not the campaign's), or the --init checkpoint; the pool and
-the val set are in --style (default `art`: a domain the start model has not seen).
+the val set are in --style (default `art`: a domain the start model has not seen). With
+--photo-share the pool is mostly photo, the start model's own look, and --style a minority
+(bench/mixed_pool.py), as a team's pool is mostly what its model already handles; the val
+set mixes the looks in --val-photo-share (default: the pool's), and each round records the
+looks it chose.
 Per seed, `--start` images drawn from the pool are the labeled start and fine-tune the start
 model into the round-0 model (--pretrain-minutes 0: a fresh model). Then, for each strategy,
 `--rounds` rounds: score `--candidates` unlabeled images (the first unlabeled ones of a
@@ -71,6 +76,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.latency import machine
+from bench.mixed_pool import check_share, look_of, mixed_dataset
 from bench.train_synthetic import VAL_SEED_OFFSET, cached_dataset
 from clickpose.campaign import labels as label_sets
 from clickpose.campaign.config import CPU_MODEL, TrainSettings
@@ -259,6 +265,14 @@ def record_history(history: tuple[list[float], list[float]], selection, records:
     return predicted
 
 
+def chosen_looks(chosen: list[str]) -> dict:
+    """{"chosen_looks": {look: images}} for a mixed pool's batch; nothing for a plain pool."""
+    looks = [look_of(key) for key in chosen]
+    if not looks or None in looks:
+        return {}
+    return {"chosen_looks": {look: looks.count(look) for look in sorted(set(looks))}}
+
+
 def train_settings(plan: dict, steps: int, labeled: int, seed: int, fresh: bool) -> TrainSettings:
     """About `steps` steps: epochs of at most ceil(steps / epochs) batches (the lr schedule
     spans them), capped in time at CAP_FACTOR x the planned seconds."""
@@ -420,7 +434,7 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
                   "round_clicks": batch.clicks, "ap": metrics["ap"], "ap50": metrics["ap50"],
                   "train_steps": metrics["train_steps"], "candidates": len(candidates),
                   "chosen": len(chosen), "mean_score": _mean([s.score for s in selection.items]),
-                  "selected": chosen,
+                  "selected": chosen, **chosen_looks(chosen),
                   **_rounded({"score_s": scored - started, "annotate_s": annotated - scored,
                               **seconds}),
                   "score_images_per_s": round(stats["images"] / max(stats["seconds"], 1e-9), 2)}
@@ -700,6 +714,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--style", default="art", choices=("photo", "art"),
                         help="the look of the pool and val images (art: the start model, "
                              "pretrained on photo, meets a new domain)")
+    parser.add_argument("--photo-share", type=float, default=0.0,
+                        help="share of the pool drawn in photo, the start model's own look, "
+                             "the rest in --style: a pool mostly of what the model knows")
+    parser.add_argument("--val-photo-share", type=float, default=None,
+                        help="the same share for the val set (default: the pool's)")
     parser.add_argument("--init", type=Path, default=None,
                         help="start round 0 from this checkpoint instead of pretraining one")
     parser.add_argument("--pretrain-minutes", type=float, default=15.0,
@@ -719,6 +738,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=Path("work/bench_synth"))
     parser.add_argument("--out", type=Path, default=Path("work/bench_runs/active_learning"))
     args = parser.parse_args(argv)
+    check_share(args.photo_share, "--photo-share")
+    if args.val_photo_share is None:
+        args.val_photo_share = args.photo_share
+    check_share(args.val_photo_share, "--val-photo-share")
     if args.quick:
         args.unlabeled, args.start, args.val_images, args.rounds = 16, 8, 4, 2
         args.annotate_max_rounds = 4
@@ -743,12 +766,13 @@ def main(argv: list[str] | None = None) -> dict:
     emit({**machine("cpu"), "jobs": jobs, "torch_threads_per_job": 1})
     started = time.perf_counter()
 
-    pool = cached_dataset(args.cache, args.unlabeled + args.start, args.data_seed, args.size,
-                          style=args.style)
-    val = cached_dataset(args.cache, args.val_images, args.data_seed + VAL_SEED_OFFSET, args.size,
-                         style=args.style)
+    pool = mixed_dataset(args.cache, args.unlabeled + args.start, args.data_seed, args.size,
+                         args.style, args.photo_share)
+    val = mixed_dataset(args.cache, args.val_images, args.data_seed + VAL_SEED_OFFSET, args.size,
+                        args.style, args.val_photo_share)
     keys = sorted(label_sets.folder_keys(pool, label_sets.POOL))
     emit({"kind": "data", "style": args.style, "pool": str(pool), "val": str(val),
+          "pool_photo_share": args.photo_share, "val_photo_share": args.val_photo_share,
           "pool_images": len(keys), "unlabeled_after_start": len(keys) - args.start,
           "val_images": args.val_images, "size": args.size,
           "seconds": round(time.perf_counter() - started, 1)})
