@@ -102,9 +102,9 @@ PRESETS: dict[str, dict] = {
         "backbone_weights": "lite0", "frozen_batch_norm": True, "frozen_backbone_blocks": 5,
         "num_queries": 50, "max_humans": 10, "keypoint_heatmap": True, "heatmap_offsets": True,
         "pose_quality": True,
-        # One keypoint-decoder layer: a CPU step and a click are faster, and its two 30-minute
-        # synthetic runs (AP 0.310, 0.359) match or beat two layers' (0.329, 0.315) with a
-        # lower refine NoC (bench/results/train_synthetic_keypoint_layers*.jsonl).
+        # One keypoint-decoder layer: a CPU step and a click are faster, and in 30-minute
+        # synthetic runs paired by training seed it ends within the seed's spread of two
+        # layers on AP and needs fewer refine clicks (bench/results/train_synthetic_keypoint_layers*.jsonl).
         "keypoint_layers": 1,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },
