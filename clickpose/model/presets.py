@@ -104,7 +104,8 @@ PRESETS: dict[str, dict] = {
         "pose_quality": True,
         # One keypoint-decoder layer: a CPU step and a click are faster, and in 30-minute
         # synthetic runs paired by training seed it ends within the seed's spread of two
-        # layers on AP and needs fewer refine clicks (bench/results/train_synthetic_keypoint_layers*.jsonl).
+        # layers on AP and needs fewer refine clicks
+        # (bench/results/train_synthetic_keypoint_layers*.jsonl).
         "keypoint_layers": 1,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },
