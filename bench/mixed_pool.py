@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from bench.train_synthetic import cached_dataset
+from clickpose.campaign import labels as label_sets
 from clickpose.data.synthetic import GENERATOR_VERSION
 from clickpose.io import atomic_write_json
 
@@ -23,11 +24,10 @@ MIXED_LOOK = "photo"
 MIX_SEED_OFFSET = 3000
 
 
-def check_share(share: float, option: str) -> float:
+def check_share(share: float, option: str) -> None:
     if not 0.0 <= share < 1.0:
         raise SystemExit(f"{option} {share}: give a share in [0, 1) of the images drawn in "
                          f"'{MIXED_LOOK}' (0: no mixing)")
-    return share
 
 
 def look_of(file_name: str) -> str | None:
@@ -63,27 +63,18 @@ def merge_folders(parts: dict[str, Path], out: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (staging / "images").mkdir()
-        images, annotations, categories = [], [], None
+        merged = None
         for name, folder in parts.items():
-            coco = json.loads((folder / "annotations.json").read_text())
-            categories = categories or coco["categories"]
-            if coco["categories"] != categories:
-                raise ValueError(f"{folder}/annotations.json: its categories differ from the "
-                                 "other parts'; merge folders labelled with one schema")
-            new_ids = {}
-            for image in coco["images"]:
-                new_ids[image["id"]] = len(images) + 1
-                file_name = f"{name}-{image['file_name']}"
-                _link(folder / "images" / image["file_name"], staging / "images" / file_name)
-                images.append({**image, "id": new_ids[image["id"]], "file_name": file_name})
-            for ann in coco["annotations"]:
-                annotations.append({**ann, "id": len(annotations) + 1,
-                                    "image_id": new_ids[ann["image_id"]]})
+            part = json.loads((folder / "annotations.json").read_text())
+            for image in part["images"]:
+                source = image["file_name"]
+                image["file_name"] = f"{name}-{source}"
+                _link(folder / "images" / source, staging / "images" / image["file_name"])
+            merged = label_sets.merge(merged, part)   # one schema; ids renumbered 1..N
         atomic_write_json(staging / "annotations.json", {
             "info": {"description": "ClickPose synthetic people, mixed looks",
                      "parts": {name: str(folder) for name, folder in parts.items()}},
-            "licenses": [], "images": images, "annotations": annotations,
-            "categories": categories})
+            "licenses": [], **merged})
         staging.chmod(0o755)
         staging.rename(out)
     except BaseException:
