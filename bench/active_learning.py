@@ -42,6 +42,8 @@ Strategies (selection scores and select_batch strategies):
   k_center            core-set on pooled encoder memory, labeled images as first centers
   cluster_confidence  least confidence, k-means clusters of that memory in turn (hybrid)
   weighted_k_center   k-center on distances weighted by least confidence (hybrid)
+  cost_aware_k_center k-center on distance per predicted click ('k_center_per_click',
+                      calibrated like cost_aware): coverage of the pool's looks per click
 The curves are AP against images labeled and against clicks spent (cost-aware selection is
 judged on the clicks axis). The target: the best strategy reaches random selection's final
 AP with <= 60 % of random's clicks (linear interpolation on the mean curves), judged only
@@ -103,7 +105,7 @@ TARGET_FRACTION = 0.6
 MIN_AP_GAIN = 0.01
 ALL_STRATEGIES = ("random", "least_confidence", "entropy", "disagreement", "error_consistency",
                   "expected_clicks", "cost_aware", "cost_aware_raw", "k_center",
-                  "cluster_confidence", "weighted_k_center")
+                  "cluster_confidence", "weighted_k_center", "cost_aware_k_center")
 DEFAULT_STRATEGIES = ("random", "least_confidence", "entropy", "disagreement",
                       "error_consistency", "cost_aware", "k_center")
 QUICK_STRATEGIES = ("random", "error_consistency")
@@ -151,6 +153,7 @@ STRATEGIES = {s.name: s for s in (
     # k-center on distances weighted by it).
     Strategy("cluster_confidence", "cluster_top", "poses+embedding"),
     Strategy("weighted_k_center", "weighted_k_center", "poses+embedding"),
+    Strategy("cost_aware_k_center", "k_center_per_click", "poses+embedding", calibrate=True),
 )}
 
 
@@ -215,7 +218,7 @@ def scorer(strategy: Strategy, sigmas, seed: int):
         return entropy
     if name == "expected_clicks":
         return expected_clicks
-    if name in ("cost_aware", "cost_aware_raw"):
+    if name in ("cost_aware", "cost_aware_raw", "cost_aware_k_center"):
         def score(key, poses):
             cost = expected_clicks(key, poses).cost
             return least_confidence(key, poses).model_copy(update={"cost": cost})
@@ -545,7 +548,7 @@ def plot(curves: dict, target: dict, path: Path) -> None:
     for name, curve in sorted(curves.items()):
         ap, std = np.array(curve["ap"]), np.array(curve["ap_std"])
         style = {"linestyle": "--" if name == "random" else "-", "marker": "o", "markersize": 3,
-                 "linewidth": 2.2 if name == "cost_aware" else 1.4}
+                 "linewidth": 2.2 if name.startswith("cost_aware") else 1.4}
         for ax, x in ((axes[0], curve["images"]), (axes[1], curve["clicks"])):
             line, = ax.plot(x, ap, label=name, **style)
             ax.fill_between(x, ap - std, ap + std, color=line.get_color(), alpha=0.12)

@@ -5,7 +5,7 @@ an image is available while it is unlabeled, not yet chosen and its cost fits th
 So the clicks budget is never exceeded: the walk skips an image that does not fit (a cheaper
 one further down may) and stops when the image budget is reached or nothing fits any more.
 With strategy 'top' this is greedy by score under the budget; with 'top_per_click' greedy by
-score per click.
+score per click; with 'k_center_per_click' greedy by embedding distance per click.
 
 Special cases:
 - already-labeled images are left out (and, for k-center, are its first centers);
@@ -22,7 +22,7 @@ import numpy as np
 
 from selection.click_calibration import ClickCalibration
 from selection.results import ImageId, ImageScore, SelectedImage, Selection
-from selection.strategies import NEEDS_EMBEDDINGS, STRATEGIES, make_picker
+from selection.strategies import NEEDS_COSTS, NEEDS_EMBEDDINGS, STRATEGIES, make_picker
 from selection.ties import tie_ranks
 
 
@@ -57,8 +57,8 @@ def _costs(pool: list[ImageScore], costs: Mapping | None, required: bool) -> np.
         if c is None:
             if required:
                 raise ValueError(
-                    f"select_batch: no predicted clicks for image {s.image_id!r}; a clicks budget "
-                    "or 'top_per_click' needs a cost for every image: pass costs={image_id: "
+                    f"select_batch: no predicted clicks for image {s.image_id!r}; a clicks budget, "
+                    "'top_per_click' or 'k_center_per_click' needs a cost for every image: pass costs={image_id: "
                     "clicks} or score the pool with selection.scores.expected_clicks"
                 )
             return None
@@ -106,8 +106,9 @@ def select_batch(
 ) -> Selection:
     """The images to label next, in the order chosen, with a reason and per-person details each.
 
-    costs: predicted clicks per image (else ImageScore.cost); needed for budget_clicks and
-    'top_per_click' (which divides by max(cost, min_cost): every image costs at least a look).
+    costs: predicted clicks per image (else ImageScore.cost); needed for budget_clicks,
+    'top_per_click' and 'k_center_per_click' (which divide by max(cost, min_cost): every image
+    costs at least a look).
     embeddings: pooled backbone embedding per image id, for the diversity strategies; labeled
     images found there seed k-center. n_clusters (cluster_top): default the image budget, or
     the clicks budget over the median cost.
@@ -134,7 +135,7 @@ def select_batch(
 
     ids = [s.image_id for s in pool]
     score = np.array([s.score for s in pool], dtype=np.float64)
-    raw_cost = _costs(pool, costs, required=budget_clicks is not None or strategy == "top_per_click")
+    raw_cost = _costs(pool, costs, required=budget_clicks is not None or strategy in NEEDS_COSTS)
     cost = raw_cost
     if calibration is not None and calibration.fitted and raw_cost is not None:
         cost = calibration.clicks(raw_cost)

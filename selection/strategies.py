@@ -9,6 +9,7 @@ so every strategy respects the budget by construction.
   top_per_click      highest score / max(cost, min_cost) first: cost-aware
   k_center           greedy k-center on embeddings, labeled images as the first centers
   weighted_k_center  k-center on uncertainty weight x distance
+  k_center_per_click k-center on distance / max(cost, min_cost): coverage per click, cost-aware
   cluster_top        k-means clusters in turn, the highest score left in each
 Ties always go to the seeded rank (selection.ties), so the same seed gives the same choice.
 """
@@ -21,8 +22,10 @@ from selection.diversity.k_center import KCenter
 from selection.diversity.kmeans import kmeans_clusters
 from selection.ties import order_by_score
 
-STRATEGIES = ("top", "random", "top_per_click", "k_center", "weighted_k_center", "cluster_top")
-NEEDS_EMBEDDINGS = ("k_center", "weighted_k_center", "cluster_top")
+STRATEGIES = ("top", "random", "top_per_click", "k_center", "weighted_k_center",
+              "k_center_per_click", "cluster_top")
+NEEDS_EMBEDDINGS = ("k_center", "weighted_k_center", "k_center_per_click", "cluster_top")
+NEEDS_COSTS = ("top_per_click", "k_center_per_click")
 
 
 class OrderPicker:
@@ -63,6 +66,10 @@ def make_picker(strategy: str, scores: np.ndarray, costs: np.ndarray | None,
     if strategy == "weighted_k_center":
         return KCenter(embeddings, centers=labeled_embeddings, weights=uncertainty_weights(scores),
                        tie_rank=rank)
+    if strategy == "k_center_per_click":
+        return KCenter(embeddings, centers=labeled_embeddings,
+                       weights=1.0 / np.maximum(costs, min_cost), tie_rank=rank,
+                       weight_name="1 / predicted clicks")
     if strategy == "cluster_top":
         labels = kmeans_clusters(embeddings, n_clusters, seed=seed).labels
         return ClusterRoundRobin(labels, scores, rank)

@@ -224,13 +224,15 @@ def test_hybrid_strategies_read_confidence_and_embeddings(bench, tmp_path):
         images[f"pool/{i}.png"] = tmp_path / f"{i}.png"
         Image.fromarray(image).save(images[f"pool/{i}.png"])
     candidates, labeled = ["pool/0.png", "pool/1.png", "pool/2.png"], ["pool/3.png"]
-    for name in ("cluster_confidence", "weighted_k_center"):
+    for name in ("cluster_confidence", "weighted_k_center", "cost_aware_k_center"):
         strategy = bench.STRATEGIES[name]
         scores, embeddings, stats = bench.score_candidates(strategy, model, images, candidates,
                                                            labeled, seed=0)
         expected = [least_confidence(k, model.predict(images[k])).score for k in candidates]
         assert [s.score for s in scores] == pytest.approx(expected)
         assert sorted(embeddings) == sorted(candidates + labeled) and stats["images"] == 3
+        if strategy.select == "k_center_per_click":     # least confidence, with its clicks
+            assert all(s.cost is not None and s.cost >= 0 for s in scores)
         chosen = select_batch(scores, budget_images=2, strategy=strategy.select, seed=0,
                               labeled=labeled, embeddings=embeddings).image_ids
         assert len(chosen) == 2 and set(chosen) <= set(candidates)

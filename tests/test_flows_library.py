@@ -170,6 +170,8 @@ def test_campaign_config_refuses_settings_no_round_can_run(tmp_path, data):
         tiny_config(tmp_path, data, budget_clicks=30.0)
     with pytest.raises(ValidationError, match="strategy 'top_per_click' needs"):
         tiny_config(tmp_path, data, strategy="top_per_click")
+    with pytest.raises(ValidationError, match="strategy 'k_center_per_click' needs"):
+        tiny_config(tmp_path, data, strategy="k_center_per_click")
     with pytest.raises(ValidationError, match="budget_images and budget_clicks are both empty"):
         tiny_config(tmp_path, data, budget_images=None)
     with pytest.raises(ValidationError, match="promote_metric"):

@@ -113,3 +113,28 @@ def test_many_labeled_centers_give_the_exact_nearest_distances():
     state.add(0)
     np.testing.assert_allclose(
         state.min_dist, cdist(x, np.vstack([centers, x[:1]])).min(axis=1), atol=1e-9)
+
+
+def test_k_center_per_click_covers_the_far_points_that_cost_least():
+    from selection import ImageScore, select_batch
+
+    points = np.concatenate([BLOB, [[20.0, 20.0]], CORNERS[1:]])
+    costs = np.full(len(points), 5.0)
+    costs[10] = 40.0            # the farthest corner from the labeled blob is crowded: 40 clicks
+    scores = [ImageScore(image_id=i, method="expected_clicks", score=0.0, cost=float(costs[i]))
+              for i in range(len(points))]
+    embeddings = dict(enumerate(points))
+    labeled = set(range(10))
+    plain = select_batch(scores, budget_images=1, strategy="k_center", labeled=labeled,
+                         embeddings=embeddings)
+    assert plain.image_ids == [10]
+    per_click = select_batch(scores, budget_images=3, strategy="k_center_per_click",
+                             labeled=labeled, embeddings=embeddings)
+    # the three other corners first: half as far, at an eighth of the cost
+    assert set(per_click.image_ids) == {11, 12, 13}
+    assert "1 / predicted clicks 0.2" in per_click.items[0].reason
+    # a blob image costs as little, but lies next to the labeled ones: never worth it here
+    assert not set(per_click.image_ids) & labeled
+    with pytest.raises(ValueError, match="'k_center_per_click' needs a cost for every image"):
+        select_batch([ImageScore(image_id=0, method="m", score=0.0)], budget_images=1,
+                     strategy="k_center_per_click", embeddings={0: POINTS[0]})

@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from selection.strategies import NEEDS_EMBEDDINGS
+from selection.strategies import NEEDS_COSTS, NEEDS_EMBEDDINGS
 
 # A small network for CPU rounds: fewer queries, one encoder layer (see clickpose.model.presets).
 CPU_MODEL = {"num_queries": 30, "max_humans": 6, "enc_layers": 1, "keypoint_layers": 2}
@@ -78,16 +78,17 @@ class CampaignConfig(BaseModel):
     budget_clicks: float | None = Field(None, ge=0)    # per round, in predicted clicks
                                                        # (calibrated: calibrate_clicks)
     # Predicted clicks fitted to the clicks earlier rounds took (selection.click_calibration)
-    # before they meet budget_clicks or top_per_click.
+    # before they meet budget_clicks, top_per_click or k_center_per_click.
     calibrate_clicks: bool = True
     target_ap: float | None = None       # stop once val AP reaches it
     click_budget: float | None = None    # stop once the campaign has spent this many clicks
     scorer: Literal["least_confidence", "entropy", "expected_clicks", "random"] = \
         "least_confidence"
-    # selection's strategies; the diversity ones (k_center, weighted_k_center, cluster_top)
-    # make pool scoring keep each image's embedding (clickpose.model.embedding).
+    # selection's strategies; the diversity ones (k_center, weighted_k_center,
+    # k_center_per_click, cluster_top) make pool scoring keep each image's embedding
+    # (clickpose.model.embedding).
     strategy: Literal["top", "random", "top_per_click", "k_center", "weighted_k_center",
-                      "cluster_top"] = "top"
+                      "k_center_per_click", "cluster_top"] = "top"
     selection_seed: int = 0
     shards: int = Field(2, ge=1)         # pool scoring fan-out
     score_batch_size: int = Field(8, ge=1)
@@ -113,7 +114,7 @@ class CampaignConfig(BaseModel):
                              "give a per-round budget in images, in predicted clicks, or both")
         if self.scorer != "expected_clicks":
             needs = ("budget_clicks" if self.budget_clicks is not None else
-                     "strategy 'top_per_click'" if self.strategy == "top_per_click" else None)
+                     f"strategy '{self.strategy}'" if self.strategy in NEEDS_COSTS else None)
             if needs:
                 raise ValueError(f"campaign config: {needs} needs the predicted clicks of every "
                                  f"image, which scorer '{self.scorer}' does not give; set scorer: "

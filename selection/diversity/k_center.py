@@ -46,15 +46,17 @@ def as_embeddings(embeddings, where: str = "embeddings") -> np.ndarray:
 class KCenter:
     """Greedy k-center state: each point's distance to its nearest center.
 
-    weights (N,) turn it into uncertainty-weighted k-center: the step takes the largest
-    weight * distance, and with no center yet the largest weight.
+    weights (N,) turn it into weighted k-center: the step takes the largest weight * distance,
+    and with no center yet the largest weight (uncertainty, or 1 / predicted clicks; weight_name
+    says which in each choice's reason).
     """
 
     def __init__(self, embeddings, centers=None, weights: np.ndarray | None = None,
-                 tie_rank: np.ndarray | None = None):
+                 tie_rank: np.ndarray | None = None, weight_name: str = "weight"):
         self.x = as_embeddings(embeddings)                       # (N, D)
         self.min_dist = np.full(len(self.x), np.inf)             # (N,)
         self.weights = weights
+        self.weight_name = weight_name
         self.tie_rank = tie_rank
         self.num_centers = 0
         if centers is not None:
@@ -83,13 +85,14 @@ class KCenter:
         if i is None:
             return None
         if self.num_centers == 0:
-            reason = "k-center start: " + ("highest weight" if self.weights is not None
-                                           else "the image nearest the mean embedding")
+            start = (f"highest {self.weight_name}" if self.weights is not None
+                     else "the image nearest the mean embedding")
+            reason = "k-center start: " + start
         else:
             reason = (f"k-center: distance {self.min_dist[i]:.4g} to the nearest labeled or "
                       "chosen image")
             if self.weights is not None:
-                reason += f", weight {self.weights[i]:.4g}"
+                reason += f", {self.weight_name} {self.weights[i]:.4g}"
         self.add(i)
         return i, reason
 
