@@ -78,7 +78,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.latency import machine
-from bench.mixed_pool import check_share, look_of, mixed_dataset
+from bench.mixed_pool import ap_by_look, check_share, look_of, mixed_dataset
 from bench.train_synthetic import VAL_SEED_OFFSET, cached_dataset
 from clickpose.campaign import labels as label_sets
 from clickpose.campaign.config import CPU_MODEL, TrainSettings
@@ -294,7 +294,8 @@ def train_settings(plan: dict, steps: int, labeled: int, seed: int, fresh: bool)
 
 
 def val_ap(checkpoint: Path, val: Path) -> dict:
-    """COCO OKS AP (pycocotools) of the checkpoint's predictions on the fixed val set."""
+    """COCO OKS AP (pycocotools) of the checkpoint's predictions on the fixed val set (and on
+    each look's images, when it mixes looks)."""
     from clickpose.evaluate import evaluate_ap
     from clickpose.evaluate.inputs import schema_for
     from clickpose.train.predict import predict_folder
@@ -302,8 +303,16 @@ def val_ap(checkpoint: Path, val: Path) -> dict:
     truth = json.loads((val / "annotations.json").read_text())
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' index-building chatter
         results = predict_folder(checkpoint, val, device="cpu", progress=False)
-    ap = evaluate_ap(truth, results, schema_for(truth, None, str(val / "annotations.json")))
-    return {"ap": ap.stats["AP"], "ap50": ap.stats["AP50"]}
+    schema = schema_for(truth, None, str(val / "annotations.json"))
+    ap = evaluate_ap(truth, results, schema)
+    metrics = {"ap": ap.stats["AP"], "ap50": ap.stats["AP50"]}
+    by_look = ap_by_look(truth, results, schema)     # a mixed val set: which look gained
+    return metrics | ({"ap_by_look": by_look} if by_look else {})
+
+
+def ap_fields(metrics: dict) -> dict:
+    """A round record's AP fields: AP, AP50, and AP per look on a mixed val set."""
+    return {k: metrics[k] for k in ("ap", "ap50", "ap_by_look") if k in metrics}
 
 
 def labels_folder(labels: dict, pool: Path, out: Path) -> Path:
@@ -381,8 +390,8 @@ def run_start(plan: dict, seed: int) -> dict:
                                                       plan["initial_steps"], seed, plan_init(plan))
     result = {"config": config, "seed": seed, "checkpoint": str(checkpoint), "labeled": keys,
               "round": {"round": 0, "images_labeled": len(keys), "clicks": 0,
-                        "ap": metrics["ap"], "ap50": metrics["ap50"],
-                        "train_steps": metrics["train_steps"], **_rounded(seconds)}}
+                        **ap_fields(metrics), "train_steps": metrics["train_steps"],
+                        **_rounded(seconds)}}
     atomic_write_json(folder / "result.json", result)
     log(f"seed {seed}: round 0 AP {metrics['ap']:.4f} ({metrics['train_steps']} steps)")
     return result
@@ -434,7 +443,7 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
         checkpoint, metrics, seconds = train_and_evaluate(plan, labels, round_dir,
                                                           plan["steps"], seed + r, checkpoint)
         record = {"round": r, "images_labeled": len(labeled), "clicks": clicks,
-                  "round_clicks": batch.clicks, "ap": metrics["ap"], "ap50": metrics["ap50"],
+                  "round_clicks": batch.clicks, **ap_fields(metrics),
                   "train_steps": metrics["train_steps"], "candidates": len(candidates),
                   "chosen": len(chosen), "mean_score": _mean([s.score for s in selection.items]),
                   "selected": chosen, **chosen_looks(chosen),
@@ -478,7 +487,21 @@ def mean_curves(runs: list[dict]) -> dict:
                         "clicks": table["clicks"].mean(0).tolist(),
                         "clicks_std": table["clicks"].std(0).tolist(),
                         "ap": table["ap"].mean(0).tolist(), "ap_std": table["ap"].std(0).tolist()}
+        by_look = mean_ap_by_look(group)
+        if by_look:
+            curves[name]["ap_by_look"] = by_look
     return curves
+
+
+def mean_ap_by_look(group: list[dict]) -> dict[str, list[float]]:
+    """Mean AP per look after each round, over the seeds; {} unless every round has it
+    (runs from before the bench recorded it, or a val set of one look)."""
+    rounds = [r for run in group for r in run["rounds"]]
+    if not rounds or any("ap_by_look" not in r for r in rounds):
+        return {}
+    return {look: np.mean([[r["ap_by_look"][look] for r in run["rounds"]] for run in group],
+                          axis=0).tolist()
+            for look in rounds[0]["ap_by_look"]}
 
 
 def clicks_to_reach(clicks: list[float], ap: list[float], target: float) -> float | None:

@@ -7,6 +7,8 @@ campaign can count which look each strategy chose.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -34,6 +36,31 @@ def look_of(file_name: str) -> str | None:
     """The look a mixed folder's image was drawn in, from its name; None outside one."""
     stem = Path(file_name).name
     return stem.split("-", 1)[0] if "-" in stem else None
+
+
+def look_subsets(truth: dict) -> dict[str, dict]:
+    """A mixed folder's COCO ground truth split by look ({} outside a mixed folder)."""
+    ids: dict[str, set] = {}
+    for image in truth["images"]:
+        look = look_of(image["file_name"])
+        if look is not None:
+            ids.setdefault(look, set()).add(image["id"])
+    return {look: dict(truth, images=[im for im in truth["images"] if im["id"] in members],
+                       annotations=[a for a in truth["annotations"] if a["image_id"] in members])
+            for look, members in sorted(ids.items())}
+
+
+def ap_by_look(truth: dict, results: list[dict], schema) -> dict[str, float]:
+    """OKS AP (pycocotools) on each look's images of a mixed folder, each look on its own."""
+    from clickpose.evaluate import evaluate_ap
+
+    out = {}
+    for look, subset in look_subsets(truth).items():
+        members = {im["id"] for im in subset["images"]}
+        with contextlib.redirect_stdout(io.StringIO()):   # pycocotools' index chatter
+            ap = evaluate_ap(subset, [r for r in results if r["image_id"] in members], schema)
+        out[look] = ap.stats["AP"]
+    return out
 
 
 def mixed_dataset(cache: Path, images: int, seed: int, size: int, style: str,

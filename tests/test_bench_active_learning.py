@@ -93,6 +93,20 @@ def test_quick_campaign_writes_curves_plot_and_target(bench, tmp_path, capsys):
     assert lines[-1]["plot"] == str(tmp_path / "run" / "curves.png")
 
 
+def test_curves_average_ap_per_look_when_every_round_has_it(bench):
+    def run(seed, art):
+        return {"strategy": "k_center", "seed": seed, "rounds": [
+            {"images_labeled": 100 * (r + 1), "clicks": 10 * r, "ap": 0.2,
+             "ap_by_look": {"art": art[r], "photo": 0.3}} for r in range(2)]}
+
+    curves = bench.mean_curves([run(0, [0.1, 0.2]), run(1, [0.1, 0.4])])
+    assert curves["k_center"]["ap_by_look"] == {"art": pytest.approx([0.1, 0.3]),
+                                                "photo": pytest.approx([0.3, 0.3])}
+    older = run(1, [0.1, 0.4])
+    del older["rounds"][0]["ap_by_look"]          # a run from before the bench recorded it
+    assert "ap_by_look" not in bench.mean_curves([run(0, [0.1, 0.2]), older])["k_center"]
+
+
 def _curve(clicks, ap):
     return {"seeds": [0], "images": list(range(len(ap))), "clicks": clicks,
             "clicks_std": [0.0] * len(ap), "ap": ap, "ap_std": [0.0] * len(ap)}
