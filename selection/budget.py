@@ -57,9 +57,10 @@ def _costs(pool: list[ImageScore], costs: Mapping | None, required: bool) -> np.
         if c is None:
             if required:
                 raise ValueError(
-                    f"select_batch: no predicted clicks for image {s.image_id!r}; a clicks budget, "
-                    "'top_per_click' or 'k_center_per_click' needs a cost for every image: pass costs={image_id: "
-                    "clicks} or score the pool with selection.scores.expected_clicks"
+                    f"select_batch: no predicted clicks for image {s.image_id!r}; a clicks "
+                    "budget, 'top_per_click' or 'k_center_per_click' needs a cost for every "
+                    "image: pass costs={image_id: clicks} or score the pool with "
+                    "selection.scores.expected_clicks"
                 )
             return None
         if not (math.isfinite(c) and c >= 0):
