@@ -7,8 +7,6 @@ campaign can count which look each strategy chose.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -38,29 +36,23 @@ def look_of(file_name: str) -> str | None:
     return stem.split("-", 1)[0] if "-" in stem else None
 
 
-def look_subsets(truth: dict) -> dict[str, dict]:
-    """A mixed folder's COCO ground truth split by look ({} outside a mixed folder)."""
-    ids: dict[str, set] = {}
+def look_image_ids(truth: dict) -> dict[str, list]:
+    """A mixed folder's image ids by look ({} outside a mixed folder)."""
+    ids: dict[str, list] = {}
     for image in truth["images"]:
         look = look_of(image["file_name"])
         if look is not None:
-            ids.setdefault(look, set()).add(image["id"])
-    return {look: dict(truth, images=[im for im in truth["images"] if im["id"] in members],
-                       annotations=[a for a in truth["annotations"] if a["image_id"] in members])
-            for look, members in sorted(ids.items())}
+            ids.setdefault(look, []).append(image["id"])
+    return dict(sorted(ids.items()))
 
 
 def ap_by_look(truth: dict, results: list[dict], schema) -> dict[str, float]:
-    """OKS AP (pycocotools) on each look's images of a mixed folder, each look on its own."""
-    from clickpose.evaluate import evaluate_ap
+    """OKS AP (pycocotools) on each look's images of a mixed folder, each look on its own:
+    COCOeval restricted to those image ids (clickpose.evaluate.ap.run_cocoeval)."""
+    from clickpose.evaluate.ap import run_cocoeval
 
-    out = {}
-    for look, subset in look_subsets(truth).items():
-        members = {im["id"] for im in subset["images"]}
-        with contextlib.redirect_stdout(io.StringIO()):   # pycocotools' index chatter
-            ap = evaluate_ap(subset, [r for r in results if r["image_id"] in members], schema)
-        out[look] = ap.stats["AP"]
-    return out
+    return {look: float(run_cocoeval(truth, results, schema.sigmas_array, image_ids=ids).stats[0])
+            for look, ids in look_image_ids(truth).items()}
 
 
 def mixed_dataset(cache: Path, images: int, seed: int, size: int, style: str,

@@ -71,9 +71,9 @@ def test_ap_by_look_scores_each_look_on_its_own_images(mixed_pool, tmp_path):
     schema = schema_for(truth, None, "annotations.json")
     by_look = mixed_pool.ap_by_look(truth, results, schema)
     assert by_look["art"] == pytest.approx(1.0) and by_look["photo"] == pytest.approx(0.0)
-    assert set(mixed_pool.look_subsets(truth)) == {"art", "photo"}
+    assert set(mixed_pool.look_image_ids(truth)) == {"art", "photo"}
     plain = mixed_pool.mixed_dataset(tmp_path, 2, 3, 64, "art", 0.0)
-    assert mixed_pool.look_subsets(json.loads((plain / "annotations.json").read_text())) == {}
+    assert mixed_pool.look_image_ids(json.loads((plain / "annotations.json").read_text())) == {}
 
 
 def test_campaign_looks_finds_every_kept_model_and_averages_the_seeds(tmp_path):
