@@ -290,7 +290,7 @@ def train_settings(plan: dict, steps: int, labeled: int, seed: int, fresh: bool)
         model_overrides=dict(CPU_MODEL) if fresh else {}, dn_groups=1, feedback_max_rounds=1,
         workers=0, threads=1, seed=seed,
         # Many epochs over a few hundred labels: the frozen backbone's features repeat.
-        cache_backbone_features=True, new_label_share=plan.get("new_label_share"))
+        cache_backbone_features=True)
 
 
 def val_ap(checkpoint: Path, val: Path) -> dict:
@@ -332,15 +332,12 @@ def plan_init(plan: dict) -> Path | None:
 
 
 def train_and_evaluate(plan: dict, labels: dict, folder: Path, steps: int, seed: int,
-                       init: Path | None, new_images: list[str] | None = None
-                       ) -> tuple[Path, dict, dict]:
-    """Train on `labels` into folder/train, evaluate on val: (checkpoint, metrics, seconds).
-    `new_images`: the round's new labels, drawn as the plan's new_label_share of each epoch."""
+                       init: Path | None) -> tuple[Path, dict, dict]:
+    """Train on `labels` into folder/train, evaluate on val: (checkpoint, metrics, seconds)."""
     data = labels_folder(labels, Path(plan["pool"]), folder / "labels")
     settings = train_settings(plan, steps, len(labels["images"]), seed, fresh=init is None)
     started = time.perf_counter()
-    checkpoint = fine_tune(data, folder / "train", settings, init=init, log=lambda _line: None,
-                           new_images=new_images)
+    checkpoint = fine_tune(data, folder / "train", settings, init=init, log=lambda _line: None)
     trained = time.perf_counter()
     metrics = val_ap(checkpoint, Path(plan["val"]))
     metrics["train_steps"] = train_totals(folder / "train")["steps"]
@@ -400,23 +397,14 @@ def run_start(plan: dict, seed: int) -> dict:
     return result
 
 
-def strategy_folder(plan: dict, name: str) -> str:
-    """A strategy's folder in a seed's: its name, marked with the new-label share when the
-    rounds train with one (so that campaigns with and without it share round 0)."""
-    share = plan.get("new_label_share")
-    return name if share is None else f"{name}_new{share:g}"
-
-
 def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
     """Rounds 1..R of one strategy from the seed's round 0: one curve."""
     from clickpose.model.checkpoint import load_model
 
     torch.set_num_threads(1)
     strategy = STRATEGIES[name]
-    folder = Path(plan["out"]) / f"seed-{seed}" / strategy_folder(plan, name)
+    folder = Path(plan["out"]) / f"seed-{seed}" / name
     config = {k: plan[k] for k in plan["fingerprint"]} | {"seed": seed, "strategy": name}
-    if plan.get("new_label_share") is not None:
-        config["new_label_share"] = plan["new_label_share"]
     done = _reuse(folder / "result.json", config)
     if done is not None:
         return done
@@ -453,8 +441,7 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
         labeled += chosen
         labels = label_sets.merge(labels, batch.labels)
         checkpoint, metrics, seconds = train_and_evaluate(plan, labels, round_dir,
-                                                          plan["steps"], seed + r, checkpoint,
-                                                          new_images=chosen)
+                                                          plan["steps"], seed + r, checkpoint)
         record = {"round": r, "images_labeled": len(labeled), "clicks": clicks,
                   "round_clicks": batch.clicks, **ap_fields(metrics),
                   "train_steps": metrics["train_steps"], "candidates": len(candidates),
@@ -738,10 +725,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--initial-share", type=float, default=0.3,
                         help="share of the training time that goes to round 0 (the start "
                              "model every strategy of a seed shares)")
-    parser.add_argument("--new-label-share", type=float, default=None,
-                        help="each round's training draws its new labels as this share of "
-                             "every epoch (default: every label alike); round 0 is shared "
-                             "with campaigns without it")
     parser.add_argument("--unlabeled", type=int, default=2000)
     parser.add_argument("--start", type=int, default=100, help="labeled images to start with")
     parser.add_argument("--val-images", type=int, default=200)
@@ -837,7 +820,6 @@ def main(argv: list[str] | None = None) -> dict:
             "initial_share": args.initial_share, "steps_per_s": None,
             "init": str(init) if init else None,
             "annotate_max_rounds": args.annotate_max_rounds,
-            "new_label_share": args.new_label_share,
             "probe_steps": 2 if args.quick else 12, "probe_images": 1 if args.quick else 6}
     costs = probe(plan, out)
     plan["steps_per_s"] = costs["steps_per_s"]
@@ -857,7 +839,6 @@ def main(argv: list[str] | None = None) -> dict:
     emit({"kind": "plan", "strategies": strategies, "seeds": args.seeds, "rounds": args.rounds,
           "batch": args.batch, "start": args.start, "candidates_per_round": candidates,
           "train_steps_per_round": steps, "initial_train_steps": initial,
-          "new_label_share": args.new_label_share,
           "train_seconds_per_round": round(steps / costs["steps_per_s"], 1),
           "probe": {k: (round(v, 4) if isinstance(v, float) else
                         {n: round(s, 4) for n, s in v.items()}) for k, v in costs.items()},

@@ -284,26 +284,3 @@ def test_a_round_keeps_its_start_checkpoints_input_size_unless_told(tmp_path, da
     assert trained_size("told", TrainSettings(**one_step, image_size=80), checkpoint) == 80
     fresh = TrainSettings(**one_step, model_overrides={"enc_layers": 1})
     assert trained_size("fresh", fresh, None) == FRESH_INPUT["image_size"]
-
-
-def test_a_round_draws_its_new_labels_as_the_configured_share(tmp_path, data, checkpoint):
-    """TrainSettings.new_label_share: the round's new images (the strategy's choice) are
-    handed to training as that share of each epoch; without new images, all alike."""
-    from clickpose.campaign.config import TrainSettings
-    from clickpose.campaign.retrain import fine_tune
-
-    names = [im["file_name"] for im in
-             json.loads((data["seed"] / "annotations.json").read_text())["images"]]
-    settings = TrainSettings(epochs=1, max_steps_per_epoch=1, batch_size=2, max_minutes=None,
-                             threads=1, new_label_share=0.5)
-
-    def recorded(name: str, new_images) -> dict:
-        fine_tune(data["seed"], tmp_path / name, settings, init=checkpoint, log=lambda _: None,
-                  new_images=new_images)
-        config = json.loads((tmp_path / name / "train_config.json").read_text())
-        return {k: config[k] for k in ("recent_images", "recent_share")}
-
-    assert recorded("new", names[:1]) == {"recent_images": names[:1], "recent_share": 0.5}
-    assert recorded("none-new", None) == {"recent_images": [], "recent_share": None}
-    with pytest.raises(ValueError, match="new_label_share"):
-        TrainSettings(new_label_share=1.0)

@@ -40,8 +40,6 @@ class TrainSettings(BaseModel):
     seed: int = 0
     # Frozen backbones only: features computed once per image and flip (augmentation: flip).
     cache_backbone_features: bool = False
-    # Share of each epoch drawn from the round's new labels (None: every label alike).
-    new_label_share: float | None = Field(None, gt=0.0, lt=1.0)
 
     # Where and how fast a run trains, not what it learns: left out of recipe_key.
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(

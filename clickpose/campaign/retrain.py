@@ -16,14 +16,12 @@ DONE = "DONE.json"
 
 
 def fine_tune(data: Path, out: Path, settings: TrainSettings, init: Path | None = None,
-              log=print, new_images: list[str] | None = None) -> Path:
+              log=print) -> Path:
     """Train on the dataset folder `data` into `out`; returns the checkpoint to use (last/).
 
     `init`: the checkpoint to start from (None: a fresh `settings.preset` model). The last
     epoch is kept rather than the best by training loss: with a fixed time budget the last
     one has seen the most labels; the campaign's own validation decides promotion.
-    `new_images`: the round's new labels (file names in `data`), drawn as
-    `settings.new_label_share` of each epoch when that is set.
     """
     from clickpose.train.loop import TrainConfig, resumable_epoch, train
 
@@ -43,16 +41,9 @@ def fine_tune(data: Path, out: Path, settings: TrainSettings, init: Path | None 
         model_overrides=settings.model_overrides if init is None else {},
         dn_groups=settings.dn_groups, feedback_max_rounds=settings.feedback_max_rounds,
         max_steps_per_epoch=settings.max_steps_per_epoch, threads=settings.threads,
-        cache_backbone_features=settings.cache_backbone_features, progress=False,
-        **_recent(settings, new_images))
+        cache_backbone_features=settings.cache_backbone_features, progress=False)
     summary = train(cfg, log=log)
     checkpoint = Path(summary["last"])
     atomic_write_json(out / DONE, {"checkpoint": str(checkpoint),
                                    "last_epoch": summary["last_epoch"]})
     return checkpoint
-
-
-def _recent(settings: TrainSettings, new_images: list[str] | None) -> dict:
-    if settings.new_label_share is None or not new_images:
-        return {}
-    return {"recent_images": list(new_images), "recent_share": settings.new_label_share}

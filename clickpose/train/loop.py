@@ -45,7 +45,6 @@ from clickpose.train.optim import (
     follow_new_plan,
     schedule_plan,
 )
-from clickpose.train.sampling import recent_sampler
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -85,10 +84,6 @@ class TrainConfig(BaseModel):
     # Frozen backbone only: keep its features between epochs (augmentation: flip only).
     cache_backbone_features: bool = False
     feature_cache_mb: float = 2048.0
-    # Active-learning rounds: these images (file names as in annotations.json) make up
-    # recent_share of each epoch's draws (clickpose.train.sampling); unset: all alike.
-    recent_images: list[str] = []
-    recent_share: float | None = None
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -241,13 +236,8 @@ def _train(cfg: TrainConfig, log) -> dict:
         val_set.transforms = eval_transforms(mc.image_size, mc.max_size, mean=mc.pixel_mean,
                                              std=mc.pixel_std)
     loader_gen = torch.Generator().manual_seed(cfg.seed)
-    sampler = None
-    if cfg.recent_share is not None:
-        sampler = recent_sampler([r.file_name for r in train_set.records], cfg.recent_images,
-                                 cfg.recent_share, loader_gen)
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None,
-                              sampler=sampler, num_workers=cfg.workers,
-                              collate_fn=collate_batch, drop_last=False,
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True,
+                              num_workers=cfg.workers, collate_fn=collate_batch, drop_last=False,
                               generator=loader_gen, pin_memory=device.type == "cuda")
     # No persistent workers: each epoch's workers must see set_epoch() (seeded augmentation).
     val_loader = None if val_set is None else DataLoader(
