@@ -29,21 +29,22 @@ def ms_deform_attn_core(
     batch, num_queries, heads, levels, points, _ = sampling_locations.shape
     head_dim = maps[0].shape[1]
     grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
-    samples = []
+    # (B, Q, heads, levels, points) -> (B*heads, 1, Q, levels, points), one level at a time
+    weights = attention_weights.transpose(1, 2).reshape(batch * heads, 1, num_queries,
+                                                          levels, points)
+    out = None
     for lvl, value_l in enumerate(maps):
         # (B, Q, heads, points, 2) -> (B*heads, Q, points, 2)
         grid_l = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)
         # Sample in the grid's precision: under bf16 autocast, bf16 locations would be off
         # by a fraction of a cell.
-        samples.append(F.grid_sample(value_l.to(grid_l.dtype), grid_l, mode="bilinear",
-                                     padding_mode="zeros", align_corners=False))
-    # (B*heads, head_dim, Q, levels * points) weighted over the samples -> (B*heads, head_dim, Q)
-    sampled = torch.cat(samples, dim=-1)
-    weights = attention_weights.transpose(1, 2).reshape(batch * heads, 1, num_queries,
-                                                          levels * points)
-    # Multiply-and-sum beats a batched matmul of so many tiny matrices (forward and backward).
-    out = (sampled * weights).sum(-1).view(batch, heads * head_dim, num_queries)
-    return out.transpose(1, 2)
+        sampled = F.grid_sample(value_l.to(grid_l.dtype), grid_l, mode="bilinear",
+                                padding_mode="zeros", align_corners=False)
+        # (B*heads, head_dim, Q, points) weighted over the points. Multiply-and-sum per level
+        # beats a batched matmul of so many tiny matrices, and a concatenation of the levels.
+        level_out = (sampled * weights[..., lvl, :]).sum(-1)
+        out = level_out if out is None else out + level_out
+    return out.view(batch, heads * head_dim, num_queries).transpose(1, 2)
 
 
 class MSDeformAttn(nn.Module):
@@ -80,7 +81,8 @@ class MSDeformAttn(nn.Module):
         """The projected memory in sampling layout; a caller may cache it (it depends on the
         memory only, not on the queries)."""
         value = self.value_proj(value_input)
-        if value_padding_mask is not None:
+        # A batch without padding (same-sized images) skips a pass over the whole memory.
+        if value_padding_mask is not None and bool(value_padding_mask.any()):
             value = value.masked_fill(value_padding_mask[..., None], 0.0)
         value = value.view(value.shape[0], value.shape[1], self.num_heads,
                            self.dim // self.num_heads)

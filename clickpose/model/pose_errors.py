@@ -93,14 +93,14 @@ def miss(points: Tensor, sigmas: Tensor, person_scale: Tensor, boxes: Tensor,
     lo, size = boxes[:, :2], (boxes[:, 2:] - boxes[:, :2]).clamp(min=0)
     corners = torch.stack([boxes[:, [0, 1]], boxes[:, [2, 1]], boxes[:, [0, 3]], boxes[:, [2, 3]]], 1)
     far = (corners - points[:, None]).norm(dim=-1).argmax(1)
-    out = corners[torch.arange(len(points)), far].clone()
-    found = torch.zeros(len(points), dtype=torch.bool)
-    for _ in range(tries):
-        cand = lo + size * torch.rand(len(points), 2, generator=generator)
-        ok = ~found & ((cand - points).norm(dim=-1) > min_dist)
-        out[ok] = cand[ok]
-        found |= ok
-    return out
+    fallback = corners[torch.arange(len(points)), far]
+    # All tries drawn at once (the same numbers, in the same order, as one try at a time);
+    # each point takes its first candidate that lands far enough.
+    candidates = lo + size * torch.rand(tries, len(points), 2, generator=generator)
+    far_enough = (candidates - points).norm(dim=-1) > min_dist          # (tries, M)
+    first = far_enough.int().argmax(0)
+    chosen = candidates[first, torch.arange(len(points))]
+    return torch.where(far_enough.any(0)[:, None], chosen, fallback)
 
 
 def swap(keypoints: Tensor, person: Tensor, pairs: Tensor) -> Tensor:

@@ -38,9 +38,10 @@ def clip_gradients(model, max_norm: float) -> None:
     features, so it is clipped on its own: its gradients never shrink the network's step."""
     head = getattr(model, "pose_quality", None)
     own = {id(p) for p in head.parameters()} if head is not None else set()
-    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if id(p) not in own], max_norm)
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if id(p) not in own], max_norm,
+                                   foreach=True)
     if head is not None:
-        torch.nn.utils.clip_grad_norm_(head.parameters(), max_norm)
+        torch.nn.utils.clip_grad_norm_(head.parameters(), max_norm, foreach=True)
 
 
 def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[dict],

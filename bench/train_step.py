@@ -1,0 +1,132 @@
+"""Time the training step that bounds a time-limited CPU run: the `tiny` preset on synthetic
+`photo` images, as `bench/train_synthetic.py` trains it (frozen backbone with its features
+cached, flip only, one denoising group, feedback rounds).
+
+    .venv/bin/python bench/train_step.py [--steps 50] [--warmup 25] [--repeats 3]
+        [--batch-size 8] [--threads 2] [--images 200] [--size 256] [--cache work/bench_synth]
+
+The 25 batches are drawn once and their backbone features cached before timing, so the
+figure is the transformer's step alone: forward and losses, backward, gradient clipping and
+the AdamW update. Each repeat times `--steps` steps cycling over the batches (a multiple of
+25 gives every repeat the same batches: their person counts vary); prints JSON lines: the
+machine, each repeat (seconds per step, images/s, each phase's share) and the median.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.evaluation import emit
+from bench.latency import machine
+from bench.train_synthetic import cached_dataset
+from clickpose.data import collate_batch, load_coco_dataset
+from clickpose.data.transforms import flip_resize_transforms
+from clickpose.model import build_model
+from clickpose.model.criterion import SetCriterion
+from clickpose.model.pose_errors import ErrorProbs
+from clickpose.model.presets import preset_config
+from clickpose.train.engine import StepOptions, clip_gradients, compute_losses
+from clickpose.train.feature_cache import BackboneFeatureCache
+from clickpose.train.optim import build_optimizer
+
+PHASES = ("forward_and_losses", "backward", "clip_and_update")
+BATCHES = 25
+
+
+class StepRig:
+    """A model, its optimizer and a fixed list of batches whose features are cached."""
+
+    def __init__(self, folder: Path, batch_size: int, batches: int, seed: int = 0):
+        torch.manual_seed(seed)
+        dataset = load_coco_dataset(folder, seed=seed)
+        self.schema = dataset.schema
+        self.model = build_model(preset_config("tiny", self.schema.num_keypoints), self.schema)
+        config = self.model.config
+        dataset.transforms = flip_resize_transforms(self.schema, config.image_size,
+                                                    config.max_size, mean=config.pixel_mean,
+                                                    std=config.pixel_std)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate_batch,
+                            generator=torch.Generator().manual_seed(seed))
+        self.batches = [batch for _, batch in zip(range(batches), loader)]
+        self.criterion = SetCriterion(self.schema)
+        self.optimizer = build_optimizer(self.model, 1.6e-3, 1e-4, 0.1)
+        self.cache = BackboneFeatureCache()
+        self.options = StepOptions(dn_groups=1, error_probs=ErrorProbs())
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.model.train()
+        with torch.no_grad():
+            for images, mask, targets in self.batches:
+                self.cache.features(self.model.backbone, images, mask, targets)
+
+    def step(self, index: int) -> dict[str, float]:
+        """One training step on batch `index` (cycling); seconds per phase."""
+        images, mask, targets = self.batches[index % len(self.batches)]
+        times = [time.perf_counter()]
+        losses = compute_losses(self.model, self.criterion, images, mask, targets, self.schema,
+                                self.generator, self.options, self.cache)
+        loss = sum(losses.values())
+        times.append(time.perf_counter())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        times.append(time.perf_counter())
+        clip_gradients(self.model, self.options.clip_max_norm)
+        self.optimizer.step()
+        times.append(time.perf_counter())
+        return {phase: times[i + 1] - times[i] for i, phase in enumerate(PHASES)}
+
+
+def time_steps(rig: StepRig, first: int, steps: int, batch_size: int) -> dict:
+    """Wall time per step and phase, and the process's CPU time per step (on a shared
+    machine other tenants stretch the wall time; the CPU time moves less with them)."""
+    totals = dict.fromkeys(PHASES, 0.0)
+    cpu_start = time.process_time()
+    for i in range(first, first + steps):
+        for phase, seconds in rig.step(i).items():
+            totals[phase] += seconds
+    cpu = time.process_time() - cpu_start
+    total = sum(totals.values())
+    return {"kind": "repeat", "steps": steps, "s_per_step": round(total / steps, 4),
+            "cpu_s_per_step": round(cpu / steps, 4),
+            "images_per_s": round(steps * batch_size / total, 2),
+            "shares": {phase: round(seconds / total, 3) for phase, seconds in totals.items()}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=BATCHES)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--images", type=int, default=200, help="synthetic images to draw from")
+    parser.add_argument("--size", type=int, default=256, help="synthetic image size")
+    parser.add_argument("--cache", type=Path, default=Path("work/bench_synth"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    emit(machine("cpu"))
+    folder = cached_dataset(args.cache, args.images, 1, args.size)
+    rig = StepRig(folder, args.batch_size, batches=BATCHES)
+    for i in range(args.warmup):
+        rig.step(i)
+    repeats = []
+    for r in range(args.repeats):
+        repeats.append(time_steps(rig, args.warmup + r * args.steps, args.steps, args.batch_size))
+        emit(repeats[-1])
+    summary = {"kind": "summary", "preset": "tiny", "batch_size": args.batch_size,
+               "median_s_per_step": statistics.median(r["s_per_step"] for r in repeats),
+               "median_images_per_s": statistics.median(r["images_per_s"] for r in repeats),
+               "median_cpu_s_per_step": statistics.median(r["cpu_s_per_step"] for r in repeats)}
+    emit(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""bench/train_step.py on a handful of small synthetic images."""
+import json
+
+from bench_scripts import load_bench
+
+
+def test_bench_times_training_steps_by_phase(tmp_path, capsys):
+    bench = load_bench("train_step")
+    summary = bench.main(["--images", "4", "--size", "96", "--batch-size", "2", "--steps", "2",
+                          "--warmup", "1", "--repeats", "2", "--threads", "1",
+                          "--cache", str(tmp_path / "cache")])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["kind"] for line in lines] == ["machine", "repeat", "repeat", "summary"]
+    assert lines[0]["torch_threads"] == 1
+    for repeat in lines[1:3]:
+        assert repeat["steps"] == 2 and repeat["s_per_step"] > 0
+        assert set(repeat["shares"]) == {"forward_and_losses", "backward", "clip_and_update"}
+        assert abs(sum(repeat["shares"].values()) - 1) < 0.01
+        assert all(share > 0 for share in repeat["shares"].values())
+    assert summary["median_s_per_step"] == lines[-1]["median_s_per_step"] > 0
+    assert summary["median_images_per_s"] > 0
