@@ -5,7 +5,7 @@ beside another detector's predictions on the same images.
         [--preset lite0] [--init CKPT] [--lr 2e-4] [--batch-size 2] [--epochs 40]
         [--peer ../shared/data/peer-predictions/movenet-coco-dev.json]
         [--out work/bench_runs/train_coco_dev] [--threads N] [--device cpu|cuda]
-        [--image-size PX] [--cache-backbone-features]
+        [--image-size PX] [--max-size PX] [--cache-backbone-features]
 
 coco-dev is a development set (about a hundred images): the model is trained and measured
 on the same images, so its figures say how far the network gets in the time given, not how
@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default=None)
     parser.add_argument("--image-size", type=int, default=None,
                         help="shorter side of the input (default: the preset's or --init's)")
+    parser.add_argument("--max-size", type=int, default=None,
+                        help="longer side at most (default: 1.5 x --image-size when given, "
+                             "else the preset's or --init's)")
     parser.add_argument("--cache-backbone-features", action="store_true",
                         help="keep a frozen backbone's features between epochs (tiny; flip "
                              "is then the only augmentation)")
@@ -63,12 +66,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def longer_side_limit(args: argparse.Namespace) -> int | None:
+    """--max-size, or the presets' 1.5 x the shorter side when only --image-size is given
+    (else a larger shorter side would be capped by the checkpoint's own max_size)."""
+    if args.max_size is not None or args.image_size is None:
+        return args.max_size
+    return round(args.image_size * 1.5)
+
+
 def training_config(args: argparse.Namespace, threads: int) -> TrainConfig:
     return TrainConfig(data=args.data, out=args.out, preset=None if args.init else args.preset,
                        init=args.init, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, workers=args.workers, max_minutes=args.minutes,
                        threads=threads, device=args.device, progress=False,
-                       image_size=args.image_size,
+                       image_size=args.image_size, max_size=longer_side_limit(args),
                        cache_backbone_features=args.cache_backbone_features)
 
 

@@ -47,3 +47,14 @@ def test_bench_trains_on_real_images_and_compares_with_a_peer(tmp_path, capsys):
     train = next(r for r in lines if r["kind"] == "train")
     assert train["train_config"]["cache_backbone_features"] is True
     assert (tmp_path / "run" / "last" / "config.json").is_file()
+
+
+def test_a_larger_input_raises_the_longer_side_limit_with_it():
+    bench = load_bench("train_coco_dev")
+    config = bench.training_config(bench.parse_args(["--image-size", "384"]), threads=1)
+    assert (config.image_size, config.max_size) == (384, 576)
+    config = bench.training_config(
+        bench.parse_args(["--image-size", "384", "--max-size", "512"]), threads=1)
+    assert (config.image_size, config.max_size) == (384, 512)
+    config = bench.training_config(bench.parse_args([]), threads=1)
+    assert (config.image_size, config.max_size) == (None, None)  # the preset's or --init's
