@@ -67,8 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def longer_side_limit(args: argparse.Namespace) -> int | None:
-    """--max-size, or the presets' 1.5 x the shorter side when only --image-size is given
-    (else a larger shorter side would be capped by the checkpoint's own max_size)."""
+    """--max-size, or 1.5 x the shorter side (tiny's and lite0's ratio) when only --image-size
+    is given (else a larger shorter side would be capped by the checkpoint's own max_size)."""
     if args.max_size is not None or args.image_size is None:
         return args.max_size
     return round(args.image_size * 1.5)
