@@ -81,8 +81,10 @@ class MSDeformAttn(nn.Module):
         """The projected memory in sampling layout; a caller may cache it (it depends on the
         memory only, not on the queries)."""
         value = self.value_proj(value_input)
-        # A batch without padding (same-sized images) skips a pass over the whole memory.
-        if value_padding_mask is not None and bool(value_padding_mask.any()):
+        # On the CPU a batch without padding (same-sized images) skips a pass over the whole
+        # memory; on a GPU the pass is cheaper than the host sync that asking would cost.
+        if value_padding_mask is not None and (
+                value.device.type != "cpu" or bool(value_padding_mask.any())):
             value = value.masked_fill(value_padding_mask[..., None], 0.0)
         value = value.view(value.shape[0], value.shape[1], self.num_heads,
                            self.dim // self.num_heads)
