@@ -6,7 +6,7 @@
         [--lr 1.6e-3] [--lr-schedule step|cosine] [--batch-size 8] [--dn-groups 1] [--epochs 16] [--noc-images 200]
         [--heatmap-fine-level 1] [--no-heatmap-offsets] [--max-humans N] [--image-size PX]
         [--score-target match|oks] [--no-feedback] [--feedback-max-rounds R]
-        [--model-option NAME=VALUE ...] [--device cpu|cuda]
+        [--model-option NAME=VALUE ...] [--ema-decay D] [--device cpu|cuda]
 
 The synthetic `photo` images are generated once per (count, seed, size) and reused from
 --cache. Training runs through `clickpose.train.loop.train` (what `clickpose train` runs)
@@ -15,7 +15,9 @@ with a time limit and, unless --augment, the frozen backbone's features cached
 last checkpoint is then evaluated on the validation images (other seed): COCO OKS AP with
 pycocotools, and NoC at 85/90/95 in `model-only` and `refine` modes. Prints JSON lines:
 the machine, the data, each training epoch, AP, NoC per mode and a summary with the
-issue's targets (AP >= 0.50, refine NoC@90 <= 0.6 x model-only).
+issue's targets (AP >= 0.50, refine NoC@90 <= 0.6 x model-only). With --ema-decay the
+checkpoint is the weights' moving average, and the online weights of the same run are
+measured first (an `online_weights` line).
 """
 from __future__ import annotations
 
@@ -35,6 +37,12 @@ from bench.latency import machine
 from bench.model_options import parse_model_option
 from bench.training_run import run_training
 from clickpose.data.synthetic import GENERATOR_VERSION, generate_dataset
+from clickpose.model.checkpoint import (
+    load_model,
+    read_checkpoint_config,
+    read_online_weights,
+    save_checkpoint,
+)
 from clickpose.model.presets import preset_config
 from clickpose.train.loop import TrainConfig, default_cpu_threads
 from clickpose.train.optim import LR_SCHEDULES
@@ -67,6 +75,30 @@ def model_overrides(args) -> dict:
         name, value = parse_model_option(text, "--model-option")
         overrides[name] = value
     return overrides
+
+
+def summary_figures(figures: dict) -> dict:
+    """AP and NoC@90 of evaluate_checkpoint's figures, against the targets."""
+    refine = figures["noc"]["refine"]["NoC@90"]
+    model_only = figures["noc"]["model-only"]["NoC@90"]
+    ratio = refine / model_only if model_only > 0 else None
+    return {"val_AP": figures["ap"], "AP_target": AP_TARGET,
+            "AP_target_met": figures["ap"] >= AP_TARGET,
+            "NoC@90_refine": refine, "NoC@90_model_only": model_only,
+            "NoC@90_ratio": ratio, "NoC_ratio_target": NOC_RATIO_TARGET,
+            "NoC_target_met": ratio is not None and ratio <= NOC_RATIO_TARGET}
+
+
+def online_checkpoint(run: Path) -> Path | None:
+    """A run that kept a moving average: its online weights as a checkpoint of their own
+    (`run`/online), else None."""
+    last = run / "last"
+    online = read_online_weights(last)
+    if not online:
+        return None
+    model = load_model(last)
+    model.load_state_dict(online)
+    return save_checkpoint(run / "online", model, read_checkpoint_config(last)["metrics"])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -126,6 +158,10 @@ def main(argv: list[str] | None = None) -> dict:
                              "every step (default: flip only, backbone features cached)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: the cores the workers leave)")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="keep a moving average of the weights (clickpose.train.ema) and "
+                             "evaluate it as the run's checkpoint; the online weights of the "
+                             "same run are evaluated too, in a line of their own")
     parser.add_argument("--noc-images", type=int, default=200)
     parser.add_argument("--device", default=None)
     parser.add_argument("--skip-train", action="store_true",
@@ -156,17 +192,15 @@ def main(argv: list[str] | None = None) -> dict:
             max_size=None if args.image_size is None else max(
                 args.image_size, preset_config("tiny").max_size),
             max_minutes=args.minutes, threads=threads,
-            device=args.device, progress=False, cache_backbone_features=not args.augment))
+            device=args.device, progress=False, cache_backbone_features=not args.augment,
+            ema_decay=args.ema_decay))
 
+    online = online_checkpoint(args.out)
+    if online is not None:  # the same run without its average: the average's own effect
+        emit({"kind": "online_weights", **summary_figures(
+            evaluate_checkpoint(online, val_dir, args.noc_images, args.device))})
     figures = evaluate_checkpoint(args.out / "last", val_dir, args.noc_images, args.device)
-    refine = figures["noc"]["refine"]["NoC@90"]
-    model_only = figures["noc"]["model-only"]["NoC@90"]
-    ratio = refine / model_only if model_only > 0 else None
-    result = {"kind": "summary", "val_AP": figures["ap"], "AP_target": AP_TARGET,
-              "AP_target_met": figures["ap"] >= AP_TARGET,
-              "NoC@90_refine": refine, "NoC@90_model_only": model_only,
-              "NoC@90_ratio": ratio, "NoC_ratio_target": NOC_RATIO_TARGET,
-              "NoC_target_met": ratio is not None and ratio <= NOC_RATIO_TARGET,
+    result = {"kind": "summary", **summary_figures(figures),
               "total_seconds": round(time.perf_counter() - started, 1),
               "pid": os.getpid()}
     emit(result)

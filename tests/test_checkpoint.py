@@ -181,7 +181,7 @@ def test_training_state_round_trip(tmp_path, schedule):
     sched2 = build_scheduler(opt2, total_steps=10, kind=schedule)
     gen2 = torch.Generator()
     state = load_training_state(tmp_path, opt2, sched2, {"noise": gen2})
-    assert state == {"epoch": 4, "extra": {"best": 0.25}}
+    assert state == {"epoch": 4, "extra": {"best": 0.25}, "online": {}}
     assert torch.equal(torch.rand(3), expected_rand)
     assert torch.equal(torch.rand(3, generator=gen2), expected_gen)
     assert sched2.last_epoch == sched.last_epoch and sched2.get_last_lr() == sched.get_last_lr()

@@ -44,6 +44,9 @@ def train_command(
     cache_backbone_features: Annotated[bool, Opt(
         "--cache-backbone-features", help="frozen backbones (tiny): compute its features once "
         "per image and flip, keep them between epochs; augmentation is then flip only")] = False,
+    ema_decay: Annotated[float | None, Opt(
+        "--ema-decay", help="evaluate and save a moving average of the weights (e.g. 0.9998; "
+        "warmed up, see clickpose.train.ema); --resume needs the same option")] = None,
     skip_bad: Annotated[bool, Opt(
         "--skip-bad", help="leave out bad images/annotations instead of stopping")] = False,
 ) -> None:
@@ -59,7 +62,8 @@ def train_command(
                       workers=workers, max_minutes=max_minutes, resume=resume, init=init,
                       seed=seed, device=device, image_size=image_size,
                       backbone_weights=backbone_weights, dn_groups=dn_groups, feedback=feedback,
-                      skip_bad=skip_bad, cache_backbone_features=cache_backbone_features)
+                      skip_bad=skip_bad, cache_backbone_features=cache_backbone_features,
+                      ema_decay=ema_decay)
     try:
         summary = train(cfg, log=console.print)
     except (DataError, SchemaError, CheckpointError, FileExistsError, ValueError) as e:

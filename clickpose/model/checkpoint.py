@@ -27,6 +27,8 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_TENSORS_FILE = "training_state.safetensors"
 STATE_JSON_FILE = "training_state.json"
+# The optimizer's own weights in a training state, when the checkpoint holds their average.
+ONLINE_PREFIX = "online/"
 FORMAT = "clickpose-checkpoint"
 
 
@@ -279,10 +281,15 @@ def _json_ready(value):
 
 def save_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, scheduler,
                         epoch: int, generators: dict[str, torch.Generator] | None = None,
-                        extra: dict | None = None) -> None:
-    """Optimizer (tensors to safetensors, the rest to JSON), scheduler, epoch and RNG states."""
+                        extra: dict | None = None,
+                        online_weights: torch.nn.Module | None = None) -> None:
+    """Optimizer (tensors to safetensors, the rest to JSON), scheduler, epoch and RNG states.
+    `online_weights`: the network the optimizer steps, when the checkpoint beside holds
+    other weights (their moving average)."""
     folder = Path(folder)
     tensors: dict[str, torch.Tensor] = {}
+    if online_weights is not None:
+        tensors.update({ONLINE_PREFIX + k: v for k, v in _cpu_state(online_weights).items()})
     opt = optimizer.state_dict()
     state_json: dict[str, dict] = {}
     for pid, entries in opt["state"].items():
@@ -321,9 +328,8 @@ def no_resume_advice(folder: str | Path) -> str:
             "from this checkpoint's weights)")
 
 
-def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, scheduler,
-                        generators: dict[str, torch.Generator] | None = None) -> dict:
-    """Restore what save_training_state wrote; returns {'epoch', 'extra'}."""
+def _read_training_state(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The training state's JSON payload and its tensors, both checked."""
     folder = Path(folder)
     json_path, tensor_path = folder / STATE_JSON_FILE, folder / STATE_TENSORS_FILE
     if not json_path.is_file() or not tensor_path.is_file():
@@ -343,7 +349,25 @@ def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, sc
     if _sha256(data) != payload.get("tensors_sha256"):
         raise CheckpointError(f"{tensor_path}: SHA-256 differs from {STATE_JSON_FILE}; the "
                               f"training state is damaged; {no_resume_advice(folder)}")
-    tensors = load_tensors(data)
+    return payload, load_tensors(data)
+
+
+def read_online_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The optimizer's own weights kept in `folder`'s training state ({} when the checkpoint
+    holds them itself, i.e. the run kept no moving average)."""
+    return _online_part(_read_training_state(folder)[1])
+
+
+def _online_part(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len(ONLINE_PREFIX):]: v for k, v in tensors.items() if k.startswith(ONLINE_PREFIX)}
+
+
+def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, scheduler,
+                        generators: dict[str, torch.Generator] | None = None) -> dict:
+    """Restore what save_training_state wrote; returns {'epoch', 'extra', 'online'} (the
+    online weights, {} when the state holds none)."""
+    payload, tensors = _read_training_state(folder)
+    json_path = Path(folder) / STATE_JSON_FILE
     device = next((p.device for g in optimizer.param_groups for p in g["params"]), "cpu")
     state: dict[int, dict] = {}
     for pid, entries in payload["optimizer"]["state"].items():
@@ -378,4 +402,5 @@ def load_training_state(folder: str | Path, optimizer: torch.optim.Optimizer, sc
     random.setstate((py[0], tuple(py[1]), py[2]))
     npr = payload["rng"]["numpy"]
     np.random.set_state((npr[0], np.asarray(npr[1], dtype=np.uint32), *npr[2:]))
-    return {"epoch": payload["epoch"], "extra": payload.get("extra", {})}
+    return {"epoch": payload["epoch"], "extra": payload.get("extra", {}),
+            "online": _online_part(tensors)}

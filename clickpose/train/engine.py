@@ -77,9 +77,10 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
                     epoch: int, schema: KeypointSchema, generator: torch.Generator,
                     options: StepOptions, deadline: float | None = None,
                     progress: bool = True, max_steps: int | None = None,
-                    feature_cache: BackboneFeatureCache | None = None) -> dict:
+                    feature_cache: BackboneFeatureCache | None = None, ema=None) -> dict:
     """Train over `loader` once (or until `deadline`, a time.monotonic() value, or
-    `max_steps`). Returns mean losses, the step count, images/s and whether it stopped early."""
+    `max_steps`), updating `ema` (clickpose.train.ema) after each step. Returns mean losses,
+    the step count, images/s and whether it stopped early."""
     model.train()
     criterion.train()
     sums: dict[str, float] = defaultdict(float)
@@ -110,6 +111,8 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:  # the scheduler counts the run's steps, resumed ones included
+            ema.update(model, step=None if scheduler is None else scheduler.last_epoch)
         steps += 1
         images_seen += len(images)
         sums["loss"] += loss.item()

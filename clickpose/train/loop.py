@@ -36,6 +36,7 @@ from clickpose.model.checkpoint import (
 )
 from clickpose.model.criterion import SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
+from clickpose.train.ema import build_ema, evaluated
 from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
 from clickpose.train.feature_cache import BackboneFeatureCache, backbone_is_frozen
 from clickpose.train.optim import (
@@ -84,6 +85,9 @@ class TrainConfig(BaseModel):
     # Frozen backbone only: keep its features between epochs (augmentation: flip only).
     cache_backbone_features: bool = False
     feature_cache_mb: float = 2048.0
+    # A moving average of the weights is what the run evaluates and saves (None: the
+    # weights themselves); see clickpose.train.ema.
+    ema_decay: float | None = None
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -254,10 +258,12 @@ def _train(cfg: TrainConfig, log) -> dict:
     generators = {"noise": noise_gen, "loader": loader_gen}
 
     start_epoch, best = 0, None
+    ema = None if cfg.resume else build_ema(model, cfg.ema_decay)
     if cfg.resume:
         plan = schedule_plan(scheduler)  # this run's --epochs, before the saved one loads
         state = load_training_state(last_dir, optimizer, scheduler, generators)
         _check_state_fits_weights(last_dir, state)
+        ema = _resume_average(model, state["online"], cfg.ema_decay, last_dir)
         if follow_new_plan(scheduler, plan):
             log(f"--epochs {cfg.epochs}: the lr schedule follows the new epoch count")
         start_epoch = state["epoch"] + 1
@@ -293,7 +299,7 @@ def _train(cfg: TrainConfig, log) -> dict:
         stats = train_one_epoch(model, criterion, train_loader, optimizer, scheduler, device,
                                 epoch, schema, noise_gen, options, deadline=deadline,
                                 progress=cfg.progress, max_steps=cfg.max_steps_per_epoch,
-                                feature_cache=feature_cache)
+                                feature_cache=feature_cache, ema=ema)
         if feature_cache is not None:
             stats["feature_cache"] = {"items": len(feature_cache), "hits": feature_cache.hits,
                                       "misses": feature_cache.misses,
@@ -305,7 +311,8 @@ def _train(cfg: TrainConfig, log) -> dict:
         record = {"epoch": epoch, "train": stats, "lr": optimizer.param_groups[-1]["lr"],
                   "elapsed_s": time.monotonic() - started}
         if val_loader is not None:
-            results = predict_loader(model, val_loader, device, amp_dtype, cfg.progress,
+            results = predict_loader(evaluated(model, ema), val_loader, device, amp_dtype,
+                                     cfg.progress,
                                      category_id=val_set.index.category_id)
             record["val"] = evaluate_ap_on(val_set, results, schema)
             score = record["val"]["stats"]["AP"]
@@ -319,14 +326,15 @@ def _train(cfg: TrainConfig, log) -> dict:
         metrics = {"epoch": epoch, "train_loss": stats["losses"].get("loss")}
         if "val" in record:
             metrics["val"] = record["val"]["stats"]
-        save_checkpoint(last_dir, model, metrics, training_args, fingerprint)
+        save_checkpoint(last_dir, evaluated(model, ema), metrics, training_args, fingerprint)
         # The state names the weights it belongs to: a run stopped between the two writes
         # leaves weights one epoch ahead of their optimizer state, which --resume refuses.
         weights = read_checkpoint_config(last_dir)["weights_sha256"]
         save_training_state(last_dir, optimizer, scheduler, epoch, generators,
-                            {"best": best, "weights_sha256": weights})
+                            {"best": best, "weights_sha256": weights},
+                            online_weights=None if ema is None else model)
         if improved:
-            save_checkpoint(best_dir, model, metrics, training_args, fingerprint)
+            save_checkpoint(best_dir, evaluated(model, ema), metrics, training_args, fingerprint)
         ap = f", val AP {record['val']['stats']['AP']:.4f}" if "val" in record else ""
         log(f"epoch {epoch}: loss {stats['losses'].get('loss', float('nan')):.4f}{ap}, "
             f"{stats['images_per_s']:.1f} images/s")
@@ -339,6 +347,25 @@ def _train(cfg: TrainConfig, log) -> dict:
             "best_metric_name": "val AP" if val_set is not None else "minus train loss",
             "last_record": record,
             "history": _read_jsonl(metrics_path)}
+
+
+def _resume_average(model, online: dict, decay: float | None, last: Path):
+    """On --resume: `last` holds the average when the run kept one, and the training state
+    the online weights, which `model` takes; the average starts from `last`'s weights."""
+    if decay is None:
+        if online:
+            raise CheckpointError(
+                f"{last}: the run kept a moving average of its weights; resume it with "
+                "--ema-decay (its train_config.json names the value)")
+        return None
+    if not online:
+        raise CheckpointError(
+            f"{last}: the run kept no moving average, so its state holds no online weights "
+            f"to continue with --ema-decay; resume it without the option, or "
+            f"{no_resume_advice(last)}")
+    ema = build_ema(model, decay)  # a copy of the model, which holds last's weights now
+    model.load_state_dict(online)
+    return ema
 
 
 def _check_state_fits_weights(last: Path, state: dict) -> None:
