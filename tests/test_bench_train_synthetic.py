@@ -107,3 +107,25 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
                          ("flip_test=yes", "not JSON")):
         with pytest.raises(SystemExit, match=says):
             ab.main([*common, "--option", option])
+
+
+def test_bench_measures_the_average_against_the_online_weights(tmp_path, capsys):
+    bench = load_bench("train_synthetic")
+    summary = bench.main(["--minutes", "0.05", "--epochs", "1", "--train-images", "4",
+                          "--val-images", "2", "--size", "96", "--batch-size", "2",
+                          "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"),
+                          "--threads", "1", "--noc-images", "1", "--ema-decay", "0.9998",
+                          "--model-option", "enc_layers=1"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = [line["kind"] for line in lines]
+    online = lines[kinds.index("online_weights")]
+    assert kinds.index("online_weights") < kinds.index("summary")
+    aps = [line for line in lines if line["kind"] == "ap"]
+    assert [a["checkpoint"] for a in aps] == [str(tmp_path / "run" / "online"),
+                                              str(tmp_path / "run" / "last")]
+    assert online["val_AP"] == aps[0]["stats"]["AP"] and summary["val_AP"] == aps[1]["stats"]["AP"]
+    # The online checkpoint holds the training state's online weights, not the average.
+    from clickpose.model.checkpoint import read_online_weights
+    online_weights = read_online_weights(tmp_path / "run" / "last")
+    saved = read_weights(tmp_path / "run" / "online")
+    assert all(torch.equal(saved[k], online_weights[k]) for k in online_weights)
