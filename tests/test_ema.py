@@ -44,6 +44,7 @@ def test_the_checkpoint_holds_the_average_and_resume_continues_it(data, tmp_path
     for k in moved:
         torch.testing.assert_close(average2[k], decay * online1[k] + (1 - decay) * online2[k])
 
+
 def test_resume_refuses_to_drop_or_invent_the_average(data, tmp_path):
     train(_config(data, tmp_path / "averaged"), log=lambda *_: None)
     with pytest.raises(CheckpointError, match="--ema-decay"):
