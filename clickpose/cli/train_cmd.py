@@ -21,7 +21,8 @@ def train_command(
     preset: Annotated[str | None, Opt(
         "--preset", help="tiny | lite0 | r50 (default tiny, or the --init checkpoint's)")] = None,
     epochs: Annotated[int, Opt("--epochs", min=1)] = 10,
-    batch_size: Annotated[int, Opt("--batch-size", min=1)] = 8,
+    batch_size: Annotated[int, Opt(
+        "--batch-size", min=1, help="images per step (per process under torchrun)")] = 8,
     lr: Annotated[float, Opt("--lr")] = 1e-4,
     backbone_lr_mult: Annotated[float, Opt("--backbone-lr-mult")] = 0.1,
     workers: Annotated[int, Opt("--workers", min=0)] = 2,
@@ -50,7 +51,11 @@ def train_command(
     skip_bad: Annotated[bool, Opt(
         "--skip-bad", help="leave out bad images/annotations instead of stopping")] = False,
 ) -> None:
-    """Train Click-Pose: AdamW, pose error modeling, human-feedback rounds, val AP per epoch."""
+    """Train Click-Pose: AdamW, pose error modeling, human-feedback rounds, val AP per epoch.
+
+    On several GPUs (or CPU processes), launch it with torchrun, e.g.
+    `torchrun --nproc_per_node 4 --no-python clickpose train ...`: data-parallel, --batch-size
+    images per process and step (clickpose.train.distributed)."""
     from clickpose.data.errors import DataError
     from clickpose.keypoints import SchemaError
     from clickpose.model.checkpoint import CheckpointError
@@ -68,6 +73,8 @@ def train_command(
         summary = train(cfg, log=console.print)
     except (DataError, SchemaError, CheckpointError, FileExistsError, ValueError) as e:
         fail(console, e)
+    if not summary["main"]:
+        return  # a torchrun process other than 0: process 0 reports
     best = summary["best_metric"]
     best_text = "no epoch finished" if best is None else (
         f"val AP {best:.4f}" if summary["best_metric_name"] == "val AP"

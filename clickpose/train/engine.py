@@ -13,6 +13,7 @@ from tqdm import tqdm
 from clickpose.keypoints import KeypointSchema
 from clickpose.model.criterion import SetCriterion, normalize_targets
 from clickpose.model.pose_errors import ErrorProbs, build_dn_queries
+from clickpose.train.distributed import Distributed
 from clickpose.train.feature_cache import BackboneFeatureCache
 from clickpose.train.feedback import feedback_losses
 
@@ -77,10 +78,16 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
                     epoch: int, schema: KeypointSchema, generator: torch.Generator,
                     options: StepOptions, deadline: float | None = None,
                     progress: bool = True, max_steps: int | None = None,
-                    feature_cache: BackboneFeatureCache | None = None, ema=None) -> dict:
+                    feature_cache: BackboneFeatureCache | None = None, ema=None,
+                    parallel: Distributed | None = None) -> dict:
     """Train over `loader` once (or until `deadline`, a time.monotonic() value, or
     `max_steps`), updating `ema` (clickpose.train.ema) after each step. Returns mean losses,
-    the step count, images/s and whether it stopped early."""
+    the step count, images/s and whether it stopped early.
+    With `parallel` (clickpose.train.distributed), `loader` is this process's share:
+    gradients are averaged and stops agreed with the other processes, and the figures
+    returned are all the processes' together."""
+    parallel = parallel or Distributed()
+    trainable = [p for p in model.parameters() if p.requires_grad]
     model.train()
     criterion.train()
     sums: dict[str, float] = defaultdict(float)
@@ -90,8 +97,8 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress,
                dynamic_ncols=True, leave=False)
     for images, mask, targets in bar:
-        if (deadline is not None and time.monotonic() > deadline) or \
-                (max_steps is not None and steps >= max_steps):
+        if parallel.any((deadline is not None and time.monotonic() > deadline)
+                        or (max_steps is not None and steps >= max_steps)):
             stopped_early = True
             break
         images, mask = images.to(device, non_blocking=True), mask.to(device, non_blocking=True)
@@ -99,13 +106,14 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
         losses = compute_losses(model, criterion, images, mask, targets, schema, generator,
                                 options, feature_cache)
         loss = sum(losses.values())
-        if not math.isfinite(loss.item()):
+        if parallel.any(not math.isfinite(loss.item())):
             # A diverged batch would poison the weights: skip it and say so in the log.
             skipped += 1
             optimizer.zero_grad(set_to_none=True)
             continue
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        parallel.average_gradients(trainable)
         if options.clip_max_norm > 0:
             clip_gradients(model, options.clip_max_norm)
         optimizer.step()
@@ -121,8 +129,10 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
         bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}",
                         lr=f"{optimizer.param_groups[-1]['lr']:.1e}")
     bar.close()
-    elapsed = time.perf_counter() - start
-    means = {k: v / max(steps, 1) for k, v in sums.items()}
+    elapsed = parallel.from_main(time.perf_counter() - start)
+    sums = parallel.sum({**sums, "_images": images_seen, "_skipped": skipped})
+    images_seen, skipped = int(sums.pop("_images")), int(sums.pop("_skipped"))
+    means = {k: v / max(steps * parallel.world, 1) for k, v in sums.items()}
     return {"losses": means, "steps": steps, "images": images_seen, "skipped_batches": skipped,
             "seconds": elapsed, "images_per_s": images_seen / elapsed if elapsed > 0 else 0.0,
             "stopped_early": stopped_early}

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from clickpose.io import atomic_write_text
 from clickpose.keypoints import KeypointSchema, SchemaError
@@ -36,6 +36,7 @@ from clickpose.model.checkpoint import (
 )
 from clickpose.model.criterion import SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
+from clickpose.train.distributed import Distributed, join_process_group, leave_process_group
 from clickpose.train.ema import build_ema, evaluated
 from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
 from clickpose.train.feature_cache import BackboneFeatureCache, backbone_is_frozen
@@ -48,6 +49,8 @@ from clickpose.train.optim import (
 )
 
 METRICS_FILE = "metrics.jsonl"
+# Each process of a data-parallel run draws its own denoising and feedback noise.
+NOISE_SEED_STRIDE = 7919
 
 
 class TrainConfig(BaseModel):
@@ -173,17 +176,25 @@ def _check_resume_schema(last: Path, schema: KeypointSchema, data: Path) -> None
 
 # ---- the run --------------------------------------------------------------------------------
 def train(cfg: TrainConfig, log=print) -> dict:
-    """Train as `cfg` says; returns a summary (epochs run, best metric, paths, speed)."""
+    """Train as `cfg` says; returns a summary (epochs run, best metric, paths, speed; `main`
+    is False in the processes of a torchrun launch other than process 0, which log nothing)."""
     previous_threads = torch.get_num_threads()
     if pick_device(cfg.device).type == "cpu":
         torch.set_num_threads(cfg.threads or default_cpu_threads(cfg.workers))
+    parallel = join_process_group(cfg.device)
     try:
-        return _train(cfg, log)
+        return _train(cfg, log if parallel.main else _silent, parallel)
     finally:
         torch.set_num_threads(previous_threads)
+        if parallel.active:
+            leave_process_group()
 
 
-def _train(cfg: TrainConfig, log) -> dict:
+def _silent(*_args, **_kwargs) -> None:
+    pass
+
+
+def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
     from clickpose.data import collate_batch, eval_transforms, load_coco_dataset, train_transforms
     from clickpose.data.transforms import flip_resize_transforms
 
@@ -198,7 +209,7 @@ def _train(cfg: TrainConfig, log) -> dict:
         raise ValueError("--resume and --init exclude each other: --resume continues the run in "
                          "--out, --init starts a new run from another checkpoint")
     seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    device = parallel.device if parallel.active else pick_device(cfg.device)
     amp_dtype = torch.bfloat16 if device.type == "cuda" else None
 
     train_set = load_coco_dataset(cfg.data, skip_bad=cfg.skip_bad, seed=cfg.seed)
@@ -222,6 +233,7 @@ def _train(cfg: TrainConfig, log) -> dict:
     else:
         model, init_report = make_model(cfg, schema)
     model.to(device)
+    parallel.broadcast_weights(model)
     mc = model.config
     feature_cache = None
     if cfg.cache_backbone_features:
@@ -240,11 +252,16 @@ def _train(cfg: TrainConfig, log) -> dict:
         val_set.transforms = eval_transforms(mc.image_size, mc.max_size, mean=mc.pixel_mean,
                                              std=mc.pixel_std)
     loader_gen = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True,
-                              num_workers=cfg.workers, collate_fn=collate_batch, drop_last=False,
-                              generator=loader_gen, pin_memory=device.type == "cuda")
+    # Data-parallel: each process takes its share of every epoch, --batch-size a step.
+    sampler = DistributedSampler(train_set, parallel.world, parallel.rank, seed=cfg.seed) \
+        if parallel.active else None
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None,
+                              sampler=sampler, num_workers=cfg.workers, collate_fn=collate_batch,
+                              drop_last=False, generator=loader_gen,
+                              pin_memory=device.type == "cuda")
     # No persistent workers: each epoch's workers must see set_epoch() (seeded augmentation).
-    val_loader = None if val_set is None else DataLoader(
+    # Process 0 alone validates; the others wait for it at the epoch's end.
+    val_loader = None if val_set is None or not parallel.main else DataLoader(
         val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
         collate_fn=collate_batch)
 
@@ -254,7 +271,7 @@ def _train(cfg: TrainConfig, log) -> dict:
         min(len(train_loader), cfg.max_steps_per_epoch)
     scheduler = build_scheduler(optimizer, max(1, steps_per_epoch * cfg.epochs),
                                 kind=cfg.lr_schedule)
-    noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    noise_gen = torch.Generator().manual_seed(cfg.seed + 1 + NOISE_SEED_STRIDE * parallel.rank)
     generators = {"noise": noise_gen, "loader": loader_gen}
 
     start_epoch, best = 0, None
@@ -268,6 +285,8 @@ def _train(cfg: TrainConfig, log) -> dict:
             log(f"--epochs {cfg.epochs}: the lr schedule follows the new epoch count")
         start_epoch = state["epoch"] + 1
         best = state["extra"].get("best")
+        if not parallel.main:  # the saved noise stream is process 0's
+            noise_gen.manual_seed(cfg.seed + 1 + NOISE_SEED_STRIDE * parallel.rank + start_epoch)
         log(f"resuming {out} at epoch {start_epoch} (best so far: {best})")
     if init_report:
         log(f"initialised from {cfg.init}" + (
@@ -282,32 +301,42 @@ def _train(cfg: TrainConfig, log) -> dict:
     training_args = json.loads(cfg.model_dump_json())
     fingerprint = dataset_fingerprint(train_set)
     metrics_path = out / METRICS_FILE
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "train_config.json", cfg.model_dump_json(indent=2))
+    if parallel.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "train_config.json", cfg.model_dump_json(indent=2))
     log(f"training '{mc.preset}' on {len(train_set)} images ({schema.name}, "
         f"{schema.num_keypoints} keypoints) on {device}"
         + (f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else "")
+        + (f" x {parallel.world} processes (batch {cfg.batch_size} each)"
+           if parallel.active else "")
         + (" with bf16 autocast" if amp_dtype else "") + f", epochs {start_epoch}..{cfg.epochs - 1}")
 
     epoch, record = start_epoch - 1, None
     for epoch in range(start_epoch, cfg.epochs):
-        if deadline is not None and time.monotonic() > deadline:
+        if parallel.any(deadline is not None and time.monotonic() > deadline):
             log(f"--max-minutes {cfg.max_minutes} reached before epoch {epoch}")
             epoch -= 1
             break
         train_set.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         stats = train_one_epoch(model, criterion, train_loader, optimizer, scheduler, device,
                                 epoch, schema, noise_gen, options, deadline=deadline,
-                                progress=cfg.progress, max_steps=cfg.max_steps_per_epoch,
-                                feature_cache=feature_cache, ema=ema)
+                                progress=cfg.progress and parallel.main,
+                                max_steps=cfg.max_steps_per_epoch, feature_cache=feature_cache,
+                                ema=ema, parallel=parallel)
+        parallel.sync_buffers(model)
+        parallel.check_same_weights(model)
         if feature_cache is not None:
             stats["feature_cache"] = {"items": len(feature_cache), "hits": feature_cache.hits,
                                       "misses": feature_cache.misses,
                                       "mb": round(feature_cache.bytes / 2**20, 1)}
         if deadline is not None and stats["seconds"] > 0:
             # The time limit, not the epoch count, ends this run: lower the lr in time.
+            # Process 0's clock: every process must drop the lr at the same step.
             fit_schedule_to_deadline(scheduler, scheduler.last_epoch,
-                                 stats["steps"] / stats["seconds"], deadline - time.monotonic())
+                                     stats["steps"] / stats["seconds"],
+                                     parallel.from_main(deadline - time.monotonic()))
         record = {"epoch": epoch, "train": stats, "lr": optimizer.param_groups[-1]["lr"],
                   "elapsed_s": time.monotonic() - started}
         if val_loader is not None:
@@ -322,23 +351,16 @@ def _train(cfg: TrainConfig, log) -> dict:
         if improved:
             best = score
         record["best"] = best
-        _write_epoch_record(metrics_path, record)
-        metrics = {"epoch": epoch, "train_loss": stats["losses"].get("loss")}
-        if "val" in record:
-            metrics["val"] = record["val"]["stats"]
-        save_checkpoint(last_dir, evaluated(model, ema), metrics, training_args, fingerprint)
-        # The state names the weights it belongs to: a run stopped between the two writes
-        # leaves weights one epoch ahead of their optimizer state, which --resume refuses.
-        weights = read_checkpoint_config(last_dir)["weights_sha256"]
-        save_training_state(last_dir, optimizer, scheduler, epoch, generators,
-                            {"best": best, "weights_sha256": weights},
-                            online_weights=None if ema is None else model)
-        if improved:
-            save_checkpoint(best_dir, evaluated(model, ema), metrics, training_args, fingerprint)
+        if parallel.main:
+            _save_epoch(out, record, evaluated(model, ema), optimizer, scheduler, generators,
+                        improved, training_args, fingerprint,
+                        online_weights=None if ema is None else model)
+        parallel.barrier()  # the others go on once the epoch is saved
         ap = f", val AP {record['val']['stats']['AP']:.4f}" if "val" in record else ""
         log(f"epoch {epoch}: loss {stats['losses'].get('loss', float('nan')):.4f}{ap}, "
             f"{stats['images_per_s']:.1f} images/s")
-        if stats["stopped_early"] and deadline is not None and time.monotonic() > deadline:
+        if stats["stopped_early"] and parallel.any(
+                deadline is not None and time.monotonic() > deadline):
             log(f"--max-minutes {cfg.max_minutes} reached during epoch {epoch}")
             break
 
@@ -346,7 +368,29 @@ def _train(cfg: TrainConfig, log) -> dict:
             "last_epoch": epoch, "best_metric": best,
             "best_metric_name": "val AP" if val_set is not None else "minus train loss",
             "last_record": record,
-            "history": _read_jsonl(metrics_path)}
+            "history": _read_jsonl(metrics_path), "main": parallel.main}
+
+
+def _save_epoch(out: Path, record: dict, weights: torch.nn.Module, optimizer, scheduler,
+                generators: dict, improved: bool, training_args: dict, fingerprint: dict,
+                online_weights: torch.nn.Module | None) -> None:
+    """The epoch's line in metrics.jsonl, last/ (checkpoint + training state) and, when the
+    epoch improved, best/. `weights` is what the run evaluates (the moving average when it
+    keeps one; `online_weights` then are what the optimizer steps)."""
+    last_dir, best_dir = out / "last", out / "best"
+    _write_epoch_record(out / METRICS_FILE, record)
+    metrics = {"epoch": record["epoch"], "train_loss": record["train"]["losses"].get("loss")}
+    if "val" in record:
+        metrics["val"] = record["val"]["stats"]
+    save_checkpoint(last_dir, weights, metrics, training_args, fingerprint)
+    # The state names the weights it belongs to: a run stopped between the two writes
+    # leaves weights one epoch ahead of their optimizer state, which --resume refuses.
+    sha = read_checkpoint_config(last_dir)["weights_sha256"]
+    save_training_state(last_dir, optimizer, scheduler, record["epoch"], generators,
+                        {"best": record["best"], "weights_sha256": sha},
+                        online_weights=online_weights)
+    if improved:
+        save_checkpoint(best_dir, weights, metrics, training_args, fingerprint)
 
 
 def _resume_average(model, online: dict, decay: float | None, last: Path):
