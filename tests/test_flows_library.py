@@ -233,8 +233,9 @@ def test_training_recipe_key_follows_what_training_learns():
         assert TrainSettings(**runtime).recipe_key() == base, runtime
     keys = {TrainSettings(**change).recipe_key() for change in (
         {"epochs": 5}, {"lr": 1e-3}, {"max_minutes": 2.0}, {"seed": 1},
-        {"model_overrides": {"num_queries": 20}})}
-    assert len(keys) == 5 and base not in keys
+        {"model_overrides": {"num_queries": 20}}, {"processes": 2})}
+    assert len(keys) == 6 and base not in keys
+    assert base == "5dba02150157"  # the key of these defaults before `processes` existed
 
 
 def test_campaign_data_is_drawn_again_when_its_settings_change(tmp_path):
@@ -284,3 +285,32 @@ def test_a_round_keeps_its_start_checkpoints_input_size_unless_told(tmp_path, da
     assert trained_size("told", TrainSettings(**one_step, image_size=80), checkpoint) == 80
     fresh = TrainSettings(**one_step, model_overrides={"enc_layers": 1})
     assert trained_size("fresh", fresh, None) == FRESH_INPUT["image_size"]
+
+
+def test_a_round_can_retrain_in_several_processes(tmp_path, data, checkpoint):
+    """settings.processes > 1: the round's training runs under torchrun (here two CPU
+    processes, gloo), its lines reach the log and the checkpoint is the round's."""
+    from clickpose.campaign.config import TrainSettings
+    from clickpose.campaign.retrain import fine_tune
+    from clickpose.model.checkpoint import read_checkpoint_config
+
+    settings = TrainSettings(epochs=1, max_steps_per_epoch=1, batch_size=2, max_minutes=None,
+                             threads=1, processes=2, device="cpu")
+    lines: list[str] = []
+    out = fine_tune(data["seed"], tmp_path / "parallel", settings, init=checkpoint,
+                    log=lines.append)
+    assert out == tmp_path / "parallel" / "last"
+    assert read_checkpoint_config(out)["model"]["image_size"] == 64
+    record = json.loads((tmp_path / "parallel" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["train"]["steps"] == 1 and record["train"]["images"] == 4  # 2 x 2
+    assert sum("x 2 processes (batch 2 each)" in line for line in lines) == 1
+    # Done is done: asked again, the round's checkpoint comes back without training.
+    assert fine_tune(data["seed"], tmp_path / "parallel", settings, init=checkpoint,
+                     log=lines.append) == out
+
+    # A process's error is raised here with its own type and message.
+    from clickpose.data.errors import DataError
+
+    with pytest.raises(DataError, match="no-such-data"):
+        fine_tune(tmp_path / "no-such-data", tmp_path / "failed", settings, init=checkpoint,
+                  log=lambda _: None)

@@ -40,6 +40,9 @@ class TrainSettings(BaseModel):
     seed: int = 0
     # Frozen backbones only: features computed once per image and flip (augmentation: flip).
     cache_backbone_features: bool = False
+    # Data-parallel processes through torchrun (clickpose.train.launch): one per GPU, each
+    # with batch_size images a step. A recipe field: the global batch grows with it.
+    processes: int = Field(1, ge=1)
 
     # Where and how fast a run trains, not what it learns: left out of recipe_key.
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
@@ -58,6 +61,8 @@ class TrainSettings(BaseModel):
         import json
 
         recipe = self.model_dump(mode="json", exclude=set(self.RUNTIME_FIELDS))
+        if recipe["processes"] == 1:  # keys made before the field existed stay valid
+            del recipe["processes"]
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -19,10 +19,12 @@ def fine_tune(data: Path, out: Path, settings: TrainSettings, init: Path | None 
               log=print) -> Path:
     """Train on the dataset folder `data` into `out`; returns the checkpoint to use (last/).
 
-    `init`: the checkpoint to start from (None: a fresh `settings.preset` model). The last
+    `init`: the checkpoint to start from (None: a fresh `settings.preset` model);
+    `settings.processes` > 1 trains data-parallel under torchrun (one process per GPU). The last
     epoch is kept rather than the best by training loss: with a fixed time budget the last
     one has seen the most labels; the campaign's own validation decides promotion.
     """
+    from clickpose.train.launch import train_in_processes
     from clickpose.train.loop import TrainConfig, resumable_epoch, train
 
     out = Path(out)
@@ -42,7 +44,8 @@ def fine_tune(data: Path, out: Path, settings: TrainSettings, init: Path | None 
         dn_groups=settings.dn_groups, feedback_max_rounds=settings.feedback_max_rounds,
         max_steps_per_epoch=settings.max_steps_per_epoch, threads=settings.threads,
         cache_backbone_features=settings.cache_backbone_features, progress=False)
-    summary = train(cfg, log=log)
+    summary = train(cfg, log=log) if settings.processes == 1 else \
+        train_in_processes(cfg, settings.processes, log=log)
     checkpoint = Path(summary["last"])
     atomic_write_json(out / DONE, {"checkpoint": str(checkpoint),
                                    "last_epoch": summary["last_epoch"]})
