@@ -8,6 +8,12 @@ pass the gradients are averaged, so every process takes the same optimizer step 
 same weights. Process 0 validates, logs and writes the run folder; the others wait for it.
 Several nodes work the same way (torchrun's --nnodes and rendezvous options).
 
+Why not torch's DistributedDataParallel wrapper: a training step calls several of the
+model's methods (encode, detect, decode, the feedback rounds' decodes), not one forward,
+and DDP prepares its gradient hooks in forward. One all-reduce of a flat buffer after the
+backward pass keeps the step as it is; what it gives up is DDP's overlap of communication
+with the backward pass.
+
 Without torchrun (WORLD_SIZE unset or 1) every method gives the single-process answer and
 no process group is made.
 """
