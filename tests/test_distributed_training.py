@@ -133,6 +133,7 @@ def test_two_processes_train_one_model_and_resume(data, tmp_path):
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     # Each process took half of the 8 images, 2 a step: 2 steps each, 8 images in all.
     assert record["train"]["steps"] == 2 and record["train"]["images"] == 8
+    assert record["processes"] == 2
     assert "val" in record and 0.0 <= record["val"]["stats"]["AP"] <= 1.0
     first = read_weights(out / "last")
 

@@ -338,7 +338,7 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
                                      stats["steps"] / stats["seconds"],
                                      parallel.from_main(deadline - time.monotonic()))
         record = {"epoch": epoch, "train": stats, "lr": optimizer.param_groups[-1]["lr"],
-                  "elapsed_s": time.monotonic() - started}
+                  "elapsed_s": time.monotonic() - started, "processes": parallel.world}
         if val_loader is not None:
             results = predict_loader(evaluated(model, ema), val_loader, device, amp_dtype,
                                      cfg.progress,
