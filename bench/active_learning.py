@@ -37,7 +37,8 @@ Strategies (selection scores and select_batch strategies):
   expected_clicks     top predicted clicks (the hardest images first)
   cost_aware          least confidence per predicted click (select_batch 'top_per_click'),
                       the predictions calibrated on the clicks its earlier rounds took
-                      (selection.click_calibration, as campaigns do)
+                      (selection.click_calibration, as campaigns do: from the images'
+                      click features once 70 labeled images kept them)
   cost_aware_raw      the same on the scorer's uncalibrated predictions
   k_center            core-set on pooled encoder memory, labeled images as first centers
   cluster_confidence  least confidence, k-means clusters of that memory in turn (hybrid)
@@ -220,8 +221,9 @@ def scorer(strategy: Strategy, sigmas, seed: int):
         return expected_clicks
     if name in ("cost_aware", "cost_aware_raw", "cost_aware_k_center"):
         def score(key, poses):
-            cost = expected_clicks(key, poses).cost
-            return least_confidence(key, poses).model_copy(update={"cost": cost})
+            clicks = expected_clicks(key, poses)
+            return least_confidence(key, poses).model_copy(
+                update={"cost": clicks.cost, "cost_features": clicks.cost_features})
         return score
     if name == "disagreement":
         return lambda key, passes: disagreement(key, passes, sigmas)
@@ -251,10 +253,11 @@ def score_candidates(strategy: Strategy, model, images: dict[str, Path],
 
 
 # ---- one round: choose, annotate, train, evaluate ---------------------------------------------
-def record_history(history: tuple[list[float], list[float]], selection, records: list[dict]
-                   ) -> list[float]:
-    """Add each chosen image's (predicted, taken) clicks to `history`; returns the round's
-    uncalibrated predictions (none when the strategy predicts no clicks)."""
+def record_history(history: tuple[list[float], list[float], list[dict | None]], selection,
+                   records: list[dict]) -> list[float]:
+    """Add each chosen image's (predicted clicks, clicks taken, click features) to
+    `history`; returns the round's uncalibrated predictions (none when the strategy predicts
+    no clicks)."""
     taken = {rec["image"]: rec["clicks"] for rec in records}
     predicted = []
     for item in selection.items:
@@ -265,6 +268,7 @@ def record_history(history: tuple[list[float], list[float]], selection, records:
         if str(item.image_id) in taken:
             history[0].append(raw)
             history[1].append(float(taken[str(item.image_id)]))
+            history[2].append(item.cost_features or None)
     return predicted
 
 
@@ -417,7 +421,8 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
     checkpoint = Path(start["checkpoint"])
     rounds = [dict(start["round"])]
     clicks = 0
-    history: tuple[list[float], list[float]] = ([], [])   # (predicted, taken) per image
+    # (predicted, taken, click features) per labeled image
+    history: tuple[list[float], list[float], list[dict | None]] = ([], [], [])
     for r in range(1, plan["rounds"] + 1):
         round_dir = folder / f"round-{r:03d}"
         candidates = candidate_keys(plan, seed, r, set(plan["keys"]) - set(labeled))
@@ -455,8 +460,9 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
             record["predicted_clicks_uncalibrated"] = round(sum(predicted), 2)
         if calibration is not None:
             record["calibration"] = calibration.model_dump(
-                include={"slope", "offset", "pairs", "mean_abs_error_before",
-                         "mean_abs_error_after", "rank_correlation"})
+                include={"slope", "offset", "pairs", "weights", "feature_offset",
+                         "feature_pairs", "mean_abs_error_before", "mean_abs_error_after",
+                         "rank_correlation", "rank_correlation_after"})
         rounds.append(record)
         log(f"{name} seed {seed} round {r}: AP {metrics['ap']:.4f}, {clicks} clicks")
     result = {"config": config, "strategy": name, "seed": seed, "rounds": rounds}

@@ -162,10 +162,12 @@ def _artifact_key(name: str) -> str:
 
 def selection_records(selection: Selection) -> list[dict]:
     # cost: the clicks the budget counted (calibrated when it was); predicted_clicks: the
-    # scorer's own figure, which later rounds calibrate against the clicks taken.
+    # scorer's own figure, which later rounds calibrate against the clicks taken, with the
+    # click features it came from.
     return [{"image": str(item.image_id), "score": item.score, "rank": item.rank,
              "reason": item.reason, "cost": item.cost,
-             "predicted_clicks": item.predicted_clicks} for item in selection.items]
+             "predicted_clicks": item.predicted_clicks,
+             "cost_features": item.cost_features} for item in selection.items]
 
 
 def labeled_before(cfg: CampaignConfig, round_index: int) -> list[str]:

@@ -114,8 +114,9 @@ def select_batch(
     images found there seed k-center. n_clusters (cluster_top): default the image budget, or
     the clicks budget over the median cost.
     calibration: a ClickCalibration fitted on the campaign's labeled images; the costs
-    become calibrated clicks for the budget and the strategy (an unfitted one leaves them as
-    they are and says why); each chosen image keeps its uncalibrated_cost.
+    become calibrated clicks for the budget and the strategy (from each image's
+    cost_features where it has learned their weights; an unfitted one leaves them as they
+    are and says why); each chosen image keeps its uncalibrated_cost and cost_features.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy '{strategy}' is unknown; use one of {', '.join(STRATEGIES)}")
@@ -139,7 +140,7 @@ def select_batch(
     raw_cost = _costs(pool, costs, required=budget_clicks is not None or strategy in NEEDS_COSTS)
     cost = raw_cost
     if calibration is not None and calibration.fitted and raw_cost is not None:
-        cost = calibration.clicks(raw_cost)
+        cost = calibration.clicks(raw_cost, [s.cost_features for s in pool])
     rank = tie_ranks(ids, seed)
     x = centers = None
     if strategy in NEEDS_EMBEDDINGS:
@@ -179,7 +180,8 @@ def select_batch(
             image_id=ids[i], rank=r, score=float(score[i]),
             cost=None if cost is None else float(cost[i]), reason=reason,
             persons=pool[i].persons_worst_first(),
-            uncalibrated_cost=None if cost is raw_cost else float(raw_cost[i])))
+            uncalibrated_cost=None if cost is raw_cost else float(raw_cost[i]),
+            cost_features=pool[i].cost_features))
     result.total_score = float(sum(score[i] for i, _ in chosen))
     if cost is not None:
         result.total_cost = float(sum(cost[i] for i, _ in chosen))

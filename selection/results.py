@@ -36,6 +36,8 @@ class ImageScore(BaseModel):
     method: str
     score: float                      # higher = more useful to label
     cost: float | None = None         # predicted clicks to label the image, when known
+    # What the predicted clicks can be learned from (selection.click_features), when known.
+    cost_features: dict[str, float] = Field(default_factory=dict)
     persons: list[PersonScore] = Field(default_factory=list)
     parts: dict[str, float] = Field(default_factory=dict)
     note: str = ""                    # why the score is what it is, when it is a special case
@@ -75,6 +77,7 @@ class SelectedImage(BaseModel):
     reason: str
     persons: list[PersonScore] = Field(default_factory=list)  # worst first
     uncalibrated_cost: float | None = None  # the predicted clicks before calibration, if any
+    cost_features: dict[str, float] = Field(default_factory=dict)  # ImageScore.cost_features
 
     @property
     def predicted_clicks(self) -> float | None:

@@ -196,15 +196,24 @@ def test_calibrated_cost_aware_learns_from_the_clicks_its_rounds_took(bench):
     selection = select_batch(scores, budget_images=12, strategy="top",
                              calibration=calibration)
     records = [{"image": f"pool/{i}.png", "clicks": 4 * (1 + i) + 1} for i in range(11)]
-    history = ([], [])
+    history = ([], [], [])
     predicted = bench.record_history(history, selection, records)
     # The uncalibrated predictions are kept; an image without a record adds no pair.
     assert sorted(predicted) == [1.0 + i for i in range(12)]
     assert sorted(history[0]) == [1.0 + i for i in range(11)]
+    assert history[2] == [None] * 11          # these scores kept no click features
     refit = ClickCalibration.fit(*history)
     assert refit.slope == pytest.approx(4.0) and refit.offset == pytest.approx(1.0)
     unpriced = select_batch({"a": 1.0}, budget_images=1)
-    assert bench.record_history(([], []), unpriced, [{"image": "a", "clicks": 3}]) == []
+    assert bench.record_history(([], [], []), unpriced, [{"image": "a", "clicks": 3}]) == []
+
+
+def test_cost_aware_scores_keep_the_click_features(bench):
+    poses = _person(0, 0.7, 0.9)
+    score = bench.scorer(bench.STRATEGIES["cost_aware_k_center"], None, 0)("a", poses)
+    clicks = expected_clicks("a", poses)
+    assert score.cost == clicks.cost and score.cost_features == clicks.cost_features
+    assert score.cost_features["shown_persons"] == 1.0
 
 
 def test_query_noise_passes_and_pooled_memory(bench, tmp_path):

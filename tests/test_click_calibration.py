@@ -12,7 +12,8 @@ from PIL import Image
 from clickpose.campaign.click_costs import click_history, round_calibration
 from flows.tasks import selection_records
 from selection import ImageScore, select_batch
-from selection.click_calibration import MIN_PAIRS, ClickCalibration
+from selection.click_calibration import MIN_PAIRS, PAIRS_PER_WEIGHT, ClickCalibration
+from selection.click_features import FEATURES
 from storage import Datasets, open_store
 
 
@@ -98,6 +99,66 @@ def test_an_unfitted_calibration_says_so_in_the_message():
     assert "fewer than" in selection.message
 
 
+def _feature_pairs(n: int, seed: int = 0):
+    """n images whose clicks follow their persons and score deficit, not the prediction."""
+    rng = np.random.default_rng(seed)
+    features = [{name: float(rng.uniform(0, 4)) for name in FEATURES} for _ in range(n)]
+    actual = [3 * f["shown_persons"] + 2 * f["score_deficit"] + 1 for f in features]
+    predicted = [f["confidence_estimate"] for f in features]
+    return predicted, actual, features
+
+
+def test_fit_learns_the_clicks_from_the_features_when_there_are_enough_pairs():
+    needed = PAIRS_PER_WEIGHT * (len(FEATURES) + 1)
+    predicted, actual, features = _feature_pairs(needed)
+    calibration = ClickCalibration.fit(predicted, actual, features)
+    assert calibration.feature_pairs == needed and calibration.note == ""
+    assert calibration.weights["shown_persons"] == pytest.approx(3.0)
+    assert calibration.weights["score_deficit"] == pytest.approx(2.0)
+    assert calibration.feature_offset == pytest.approx(1.0)
+    assert all(w >= 0 for w in calibration.weights.values())
+    assert calibration.mean_abs_error_after < 1e-6 < calibration.mean_abs_error_before
+    assert calibration.rank_correlation_after > 0.99 > calibration.rank_correlation
+    # An image with features is predicted from them; one without, from the affine fit.
+    fresh = {name: 1.0 for name in FEATURES}
+    np.testing.assert_allclose(calibration.clicks(np.array([2.0, 2.0]), [fresh, None]),
+                               [6.0, 2 * calibration.slope + calibration.offset])
+    assert calibration.clicks(2.0) == pytest.approx(2 * calibration.slope + calibration.offset)
+
+
+def test_too_few_feature_records_keep_the_affine_fit_and_say_so():
+    predicted, actual, features = _feature_pairs(PAIRS_PER_WEIGHT * (len(FEATURES) + 1))
+    few = features[:20] + [None] * (len(features) - 20)
+    calibration = ClickCalibration.fit(predicted, actual, few)
+    assert calibration.fitted and calibration.weights == {}
+    assert "20 labeled images kept click features" in calibration.note
+    partial = [{"shown_persons": 1.0}] * len(features)   # a record missing features
+    assert ClickCalibration.fit(predicted, actual, partial).weights == {}
+    with pytest.raises(ValueError, match="one per image"):
+        ClickCalibration.fit(predicted, actual, features[:-1])
+    features[3]["score_deficit"] = float("nan")
+    with pytest.raises(ValueError, match="'score_deficit' is nan"):
+        ClickCalibration.fit(predicted, actual, features)
+
+
+def test_select_batch_prices_images_by_their_learned_features():
+    predicted, actual, features = _feature_pairs(PAIRS_PER_WEIGHT * (len(FEATURES) + 1))
+    calibration = ClickCalibration.fit(predicted, actual, features)
+    crowded = {name: 0.0 for name in FEATURES} | {"shown_persons": 4.0}
+    alone = {name: 0.0 for name in FEATURES} | {"shown_persons": 1.0}
+    # The same prediction and score: the image with four persons costs 13 clicks, not 4.
+    scores = [ImageScore(image_id=key, method="expected_clicks", score=1.0, cost=2.0,
+                         cost_features=f) for key, f in (("crowded", crowded), ("alone", alone))]
+    picked = select_batch(scores, budget_images=2, strategy="top_per_click",
+                          calibration=calibration)
+    assert picked.image_ids == ["alone", "crowded"]
+    assert [item.cost for item in picked.items] == pytest.approx([4.0, 13.0])
+    assert [item.uncalibrated_cost for item in picked.items] == [2.0, 2.0]
+    assert picked.items[1].cost_features == crowded
+    records = selection_records(picked)
+    assert records[1]["cost_features"] == crowded and records[1]["predicted_clicks"] == 2.0
+
+
 def _png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, format="PNG")
@@ -127,16 +188,18 @@ def test_history_pairs_each_labeled_image_of_earlier_rounds(tmp_path):
                                     {"image": "pool/1.png", "clicks": 14, "seconds": 1.0}])
     datasets.add_round("people", 2, _coco(["pool/2.png", "pool/3.png"]), expected_version=3,
                        selection=[{"image": "pool/2.png", "score": 1, "cost": 40.0,
-                                   "predicted_clicks": 4.0},
+                                   "predicted_clicks": 4.0,
+                                   "cost_features": {"shown_persons": 2.0}},
                                   {"image": "pool/3.png", "score": 1, "cost": 50.0,
                                    "predicted_clicks": 5.0}],
                        annotations=[{"image": "pool/2.png", "clicks": 21, "seconds": 1.0}])  # 3: skipped
     datasets.add_round("people", 3, _coco(["pool/4.png"]), expected_version=4,
                        selection=[{"image": "pool/4.png", "score": 1, "cost": 1.0}],
                        annotations=[{"image": "pool/4.png", "clicks": 7, "seconds": 1.0}])
-    assert click_history(datasets, "people", 3) == ([2.0, 3.0, 4.0], [9.0, 14.0, 21.0])
-    assert click_history(datasets, "people", 1) == ([], [])
-    assert click_history(datasets, "nobody", 3) == ([], [])
+    assert click_history(datasets, "people", 3) == ([2.0, 3.0, 4.0], [9.0, 14.0, 21.0],
+                                                    [None, None, {"shown_persons": 2.0}])
+    assert click_history(datasets, "people", 1) == ([], [], [])
+    assert click_history(datasets, "nobody", 3) == ([], [], [])
 
 
 def test_the_campaign_calibrates_only_when_it_reads_clicks(tmp_path):

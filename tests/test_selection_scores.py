@@ -17,6 +17,7 @@ from selection import (
     least_confidence,
     random_score,
 )
+from selection.click_features import FEATURES, click_features
 from selection.oks import box_areas, oks_matrix, pair_oks
 from selection.results import ImageScore
 
@@ -283,6 +284,22 @@ def test_expected_clicks_counts_wrong_keypoints_and_person_actions():
     maybe_missed = 0.2 * (2.0 + K * 0.5)         # hidden; a box and its keypoints if real
     assert result.score == result.cost == pytest.approx(sure + maybe_fp + maybe_missed)
     assert [p.index for p in result.persons_worst_first()] == [1, 2, 0]
+
+
+def test_click_features_count_persons_their_deficits_and_their_scale():
+    conf = np.stack([np.full(K, 0.9), np.full(K, 0.5), np.full(K, 0.5)])
+    # Boxes 100 x 200, 100 x 200 and 50 x 100 px; the third person is only a candidate.
+    poses = person_poses(TWO + [[0, 300, 50, 400]], [1.0, 0.5, 0.2], conf)
+    result = expected_clicks(1, poses)
+    features = result.cost_features
+    assert set(features) == set(FEATURES)
+    assert features["confidence_estimate"] == result.parts["confidence_estimate"]
+    assert features["shown_persons"] == 2.0 and features["candidate_persons"] == 3.0
+    assert features["score_deficit"] == pytest.approx(0.0 + 0.5)
+    assert features["keypoint_deficit"] == pytest.approx(K * 0.1 + K * 0.5)
+    assert features["inverse_scale"] == pytest.approx(2 * 100 / np.sqrt(100 * 200))
+    empty = click_features(Poses.empty(K), 0.0)
+    assert all(value == 0.0 for value in empty.values())
 
 
 def test_expected_clicks_orders_confident_below_unconfident_and_empty_is_free():

@@ -14,7 +14,9 @@ from the confidences, reading each score as a probability:
 An image with no candidate costs 0 (one look confirms it is empty).
 Score = cost: more predicted clicks = more that the model gets wrong = more to learn from; a
 cost-aware strategy divides another score by this cost instead (select_batch 'top_per_click').
-Per person: its expected clicks, so the annotator fixes the costliest first.
+Per person: its expected clicks, so the annotator fixes the costliest first. The image also
+keeps selection.click_features (persons, their score and keypoint deficits, their scale), from
+which selection.click_calibration learns the clicks that labeling really takes.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import numpy as np
 
 from clickpose.poses import Poses
 from selection.checks import PredictionError, check_poses
+from selection.click_features import click_features
 from selection.results import ImageScore, PersonScore
 
 ClicksFn = Callable[[Poses], float]
@@ -67,5 +70,6 @@ def expected_clicks(image_id, poses: Poses, clicks_fn: ClicksFn | None = None,
                 "of clicks >= 0"
             )
     note = "no candidate person: predicted to need no clicks" if not persons else ""
+    features = click_features(poses, estimate, min_person_score, min_candidate_score)
     return ImageScore(image_id=image_id, method="expected_clicks", score=cost, cost=cost,
-                      persons=persons, parts=parts, note=note)
+                      cost_features=features, persons=persons, parts=parts, note=note)
