@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from scipy.optimize import nnls
 from scipy.stats import spearmanr
 
@@ -43,7 +43,7 @@ class ClickCalibration(BaseModel):
     slope: float = 1.0
     offset: float = 0.0
     pairs: int = 0
-    weights: dict[str, float] = {}               # per click feature; empty: affine only
+    weights: dict[str, float] = Field(default_factory=dict)  # per feature; empty: affine
     feature_offset: float = 0.0
     feature_pairs: int = 0                       # the pairs the weights were fitted on
     mean_abs_error_before: float | None = None   # of the raw predictions, in clicks per image
