@@ -4,12 +4,15 @@ cached, flip only, one denoising group, feedback rounds).
 
     .venv/bin/python bench/train_step.py [--steps 50] [--warmup 25] [--repeats 3]
         [--batch-size 8] [--threads 2] [--images 200] [--size 256] [--cache work/bench_synth]
+        [--device cpu|cuda]
 
 The 25 batches are drawn once and their backbone features cached before timing, so the
 figure is the transformer's step alone: forward and losses, backward, gradient clipping and
 the AdamW update. Each repeat times `--steps` steps cycling over the batches (a multiple of
 25 gives every repeat the same batches: their person counts vary); prints JSON lines: the
-machine, each repeat (seconds per step, images/s, each phase's share) and the median.
+machine, each repeat (seconds per step, images/s, each phase's share) and the median. The
+process's CPU time per step beside the wall time says, on a GPU, how much of a step is the
+host's.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from clickpose.model import build_model
 from clickpose.model.criterion import SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
 from clickpose.model.presets import preset_config
-from clickpose.train.engine import StepOptions, clip_gradients, compute_losses
+from clickpose.train.engine import StepOptions, clip_gradients, compute_losses, targets_to
 from clickpose.train.feature_cache import BackboneFeatureCache
 from clickpose.train.optim import build_optimizer
 
@@ -44,8 +47,10 @@ BATCHES = 25
 class StepRig:
     """A model, its optimizer and a fixed list of batches whose features are cached."""
 
-    def __init__(self, folder: Path, batch_size: int, batches: int, seed: int = 0):
+    def __init__(self, folder: Path, batch_size: int, batches: int, seed: int = 0,
+                 device: str = "cpu"):
         torch.manual_seed(seed)
+        self.device = torch.device(device)
         dataset = load_coco_dataset(folder, seed=seed)
         self.schema = dataset.schema
         self.model = build_model(preset_config("tiny", self.schema.num_keypoints), self.schema)
@@ -55,12 +60,18 @@ class StepRig:
                                                     std=config.pixel_std)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate_batch,
                             generator=torch.Generator().manual_seed(seed))
-        self.batches = [batch for _, batch in zip(range(batches), loader)]
-        self.criterion = SetCriterion(self.schema)
+        self.batches = [(images.to(self.device), mask.to(self.device),
+                         targets_to(targets, self.device))
+                        for _, (images, mask, targets) in zip(range(batches), loader)]
+        self.model.to(self.device)
+        self.criterion = SetCriterion(self.schema).to(self.device)
         # The synthetic bench's peak lr; weight decay and the backbone's multiplier as it trains.
         self.optimizer = build_optimizer(self.model, lr=1.6e-3)
         self.cache = BackboneFeatureCache()
-        self.options = StepOptions(dn_groups=1, error_probs=ErrorProbs())
+        # bf16 autocast on CUDA, as the training loop runs there.
+        self.options = StepOptions(dn_groups=1, error_probs=ErrorProbs(),
+                                   amp_dtype=torch.bfloat16 if self.device.type == "cuda"
+                                   else None)
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.model.train()
         with torch.no_grad():
@@ -70,18 +81,25 @@ class StepRig:
     def step(self, index: int) -> dict[str, float]:
         """One training step on batch `index` (cycling); seconds per phase."""
         images, mask, targets = self.batches[index % len(self.batches)]
-        times = [time.perf_counter()]
+        times = [self._now()]
         losses = compute_losses(self.model, self.criterion, images, mask, targets, self.schema,
                                 self.generator, self.options, self.cache)
         loss = sum(losses.values())
-        times.append(time.perf_counter())
+        times.append(self._now())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        times.append(time.perf_counter())
+        times.append(self._now())
         clip_gradients(self.model, self.options.clip_max_norm)
         self.optimizer.step()
-        times.append(time.perf_counter())
+        times.append(self._now())
         return {phase: times[i + 1] - times[i] for i, phase in enumerate(PHASES)}
+
+
+    def _now(self) -> float:
+        # A GPU runs ahead of the host: wait for it, so that each phase is its own time.
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
 
 def time_steps(rig: StepRig, first: int, steps: int, batch_size: int) -> dict:
@@ -110,11 +128,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--images", type=int, default=200, help="synthetic images to draw from")
     parser.add_argument("--size", type=int, default=256, help="synthetic image size")
     parser.add_argument("--cache", type=Path, default=Path("work/bench_synth"))
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda (bf16 autocast, each phase synchronised)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    emit(machine("cpu"))
+    emit(machine(args.device))
     folder = cached_dataset(args.cache, args.images, 1, args.size)
-    rig = StepRig(folder, args.batch_size, batches=BATCHES)
+    rig = StepRig(folder, args.batch_size, batches=BATCHES, device=args.device)
     for i in range(args.warmup):
         rig.step(i)
     repeats = []

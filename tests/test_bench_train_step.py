@@ -11,7 +11,7 @@ def test_bench_times_training_steps_by_phase(tmp_path, capsys):
                           "--cache", str(tmp_path / "cache")])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["kind"] for line in lines] == ["machine", "repeat", "repeat", "summary"]
-    assert lines[0]["torch_threads"] == 1
+    assert lines[0]["torch_threads"] == 1 and lines[0]["device"] == "cpu"
     for repeat in lines[1:3]:
         assert repeat["steps"] == 2 and repeat["s_per_step"] > 0
         assert set(repeat["shares"]) == {"forward_and_losses", "backward", "clip_and_update"}
