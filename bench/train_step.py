@@ -94,7 +94,6 @@ class StepRig:
         times.append(self._now())
         return {phase: times[i + 1] - times[i] for i, phase in enumerate(PHASES)}
 
-
     def _now(self) -> float:
         # A GPU runs ahead of the host: wait for it, so that each phase is its own time.
         if self.device.type == "cuda":

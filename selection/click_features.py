@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from clickpose.poses import Poses
+from selection.oks import box_areas
 
 FEATURES = ("confidence_estimate", "shown_persons", "candidate_persons", "score_deficit",
             "keypoint_deficit", "inverse_scale")
@@ -27,9 +28,7 @@ def click_features(poses: Poses, confidence_estimate: float, min_person_score: f
     expected clicks of the same prediction."""
     s = poses.scores
     shown = s >= min_person_score
-    widths = poses.boxes[:, 2] - poses.boxes[:, 0]
-    heights = poses.boxes[:, 3] - poses.boxes[:, 1]
-    scale = np.sqrt(np.clip(widths * heights, 1.0, None))
+    scale = np.sqrt(np.clip(box_areas(poses.boxes), 1.0, None))
     return {
         "confidence_estimate": float(confidence_estimate),
         "shown_persons": float(shown.sum()),
