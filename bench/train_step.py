@@ -4,7 +4,7 @@ cached, flip only, one denoising group, feedback rounds).
 
     .venv/bin/python bench/train_step.py [--steps 50] [--warmup 25] [--repeats 3]
         [--batch-size 8] [--threads 2] [--images 200] [--size 256] [--cache work/bench_synth]
-        [--device cpu|cuda]
+        [--device cpu|cuda] [--compile off|default|reduce-overhead]
 
 The 25 batches are drawn once and their backbone features cached before timing, so the
 figure is the transformer's step alone: forward and losses, backward, gradient clipping and
@@ -12,7 +12,8 @@ the AdamW update. Each repeat times `--steps` steps cycling over the batches (a 
 25 gives every repeat the same batches: their person counts vary); prints JSON lines: the
 machine, each repeat (seconds per step, images/s, each phase's share) and the median. The
 process's CPU time per step beside the wall time says, on a GPU, how much of a step is the
-host's.
+host's. `--compile` hands each transformer layer (encoder, human and keypoint decoders) to
+torch.compile; the warm-up steps hold its compilation and recompiles.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class StepRig:
     """A model, its optimizer and a fixed list of batches whose features are cached."""
 
     def __init__(self, folder: Path, batch_size: int, batches: int, seed: int = 0,
-                 device: str = "cpu"):
+                 device: str = "cpu", compile_mode: str = "off"):
         torch.manual_seed(seed)
         self.device = torch.device(device)
         dataset = load_coco_dataset(folder, seed=seed)
@@ -64,6 +65,8 @@ class StepRig:
                          targets_to(targets, self.device))
                         for _, (images, mask, targets) in zip(range(batches), loader)]
         self.model.to(self.device)
+        if compile_mode != "off":
+            compile_layers(self.model, compile_mode)
         self.criterion = SetCriterion(self.schema).to(self.device)
         # The synthetic bench's peak lr; weight decay and the backbone's multiplier as it trains.
         self.optimizer = build_optimizer(self.model, lr=1.6e-3)
@@ -101,6 +104,14 @@ class StepRig:
         return time.perf_counter()
 
 
+def compile_layers(model, mode: str) -> None:
+    """torch.compile each transformer layer: the step's many small kernels are theirs."""
+    for layers in (model.encoder.layers, model.human_decoder.layers,
+                   model.keypoint_decoder.layers):
+        for layer in layers:
+            layer.compile(mode=mode)
+
+
 def time_steps(rig: StepRig, first: int, steps: int, batch_size: int) -> dict:
     """Wall time per step and phase, and the process's CPU time per step (on a shared
     machine other tenants stretch the wall time; the CPU time moves less with them)."""
@@ -129,18 +140,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache", type=Path, default=Path("work/bench_synth"))
     parser.add_argument("--device", default="cpu",
                         help="cpu or cuda (bf16 autocast, each phase synchronised)")
+    parser.add_argument("--compile", default="off",
+                        choices=["off", "default", "reduce-overhead"],
+                        help="torch.compile mode of the transformer layers")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     emit(machine(args.device))
     folder = cached_dataset(args.cache, args.images, 1, args.size)
-    rig = StepRig(folder, args.batch_size, batches=BATCHES, device=args.device)
+    rig = StepRig(folder, args.batch_size, batches=BATCHES, device=args.device,
+                  compile_mode=args.compile)
+    started = time.perf_counter()
     for i in range(args.warmup):
         rig.step(i)
+    emit({"kind": "warmup", "steps": args.warmup, "compile": args.compile,
+          "seconds": round(time.perf_counter() - started, 1)})
     repeats = []
     for r in range(args.repeats):
         repeats.append(time_steps(rig, args.warmup + r * args.steps, args.steps, args.batch_size))
         emit(repeats[-1])
     summary = {"kind": "summary", "preset": "tiny", "batch_size": args.batch_size,
+               "compile": args.compile,
                "median_s_per_step": statistics.median(r["s_per_step"] for r in repeats),
                "median_images_per_s": statistics.median(r["images_per_s"] for r in repeats),
                "median_cpu_s_per_step": statistics.median(r["cpu_s_per_step"] for r in repeats)}

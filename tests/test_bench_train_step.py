@@ -10,12 +10,26 @@ def test_bench_times_training_steps_by_phase(tmp_path, capsys):
                           "--warmup", "1", "--repeats", "2", "--threads", "1",
                           "--cache", str(tmp_path / "cache")])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["kind"] for line in lines] == ["machine", "repeat", "repeat", "summary"]
+    assert [line["kind"] for line in lines] == ["machine", "warmup", "repeat", "repeat", "summary"]
     assert lines[0]["torch_threads"] == 1 and lines[0]["device"] == "cpu"
-    for repeat in lines[1:3]:
+    assert lines[1]["steps"] == 1 and lines[1]["compile"] == "off"
+    for repeat in lines[2:4]:
         assert repeat["steps"] == 2 and repeat["s_per_step"] > 0
         assert set(repeat["shares"]) == {"forward_and_losses", "backward", "clip_and_update"}
         assert abs(sum(repeat["shares"].values()) - 1) < 0.01
         assert all(share > 0 for share in repeat["shares"].values())
     assert summary["median_s_per_step"] == lines[-1]["median_s_per_step"] > 0
     assert summary["median_images_per_s"] > 0
+
+
+def test_compile_option_hands_every_transformer_layer_to_torch_compile():
+    bench = load_bench("train_step")
+    from clickpose.keypoints import coco17
+    from clickpose.model import build_model
+    from clickpose.model.presets import preset_config
+
+    model = build_model(preset_config("tiny", 17), coco17())
+    bench.compile_layers(model, "default")
+    layers = [*model.encoder.layers, *model.human_decoder.layers, *model.keypoint_decoder.layers]
+    assert layers and all(layer._compiled_call_impl is not None for layer in layers)
+    assert model.keypoint_decoder.xy_heads[0]._compiled_call_impl is None  # heads stay eager

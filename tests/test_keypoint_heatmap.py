@@ -45,6 +45,24 @@ def test_targets_leave_padding_alone_and_use_the_unpadded_extent():
     assert not positive[0, :, :, 8:].any()
 
 
+def test_a_batch_draws_each_image_as_it_would_alone():
+    # Images with other paddings, person counts and areas (one without a person): the batch
+    # is drawn in one pass and must give every image its own targets.
+    mask = torch.zeros(3, 8, 16, dtype=torch.bool)
+    mask[1, :, 10:] = True
+    mask[2, 5:] = True
+    tn = [_target([[[0.2, 0.3], [0.7, 0.6]], [[0.25, 0.35], [0.1, 0.9]]], area=900.0),
+          _target(np.zeros((0, 2, 2))),
+          _target([[[0.5, 0.5], [0.95, 0.1]]], weights=[[1.0, 0.0]], area=200.0,
+                  scale=(120.0, 60.0))]
+    targets, positive = heatmap_targets(tn, mask, SIGMAS)
+    for b in range(3):
+        alone, alone_positive = heatmap_targets([tn[b]], mask[b:b + 1], SIGMAS)
+        assert torch.equal(positive[b:b + 1], alone_positive)
+        assert torch.allclose(targets[b:b + 1], alone, atol=1e-6)
+    assert not positive[1].any() and positive[0].sum() == 4 and positive[2].sum() == 1
+
+
 def test_loss_is_lower_for_the_map_that_peaks_on_the_keypoint():
     mask = torch.zeros(1, 8, 16, dtype=torch.bool)
     tn = [_target([[[55 / 160, 25 / 80], [135 / 160, 65 / 80]]])]

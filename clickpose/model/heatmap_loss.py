@@ -23,36 +23,53 @@ def heatmap_targets(tn: list[dict], mask: Tensor, sigmas: Tensor) -> tuple[Tenso
     """Gaussian targets (B, K, h, w) and the positive cells (B, K, h, w) bool.
 
     tn: normalized targets (criterion.normalize_targets); mask (B, h, w) True on padding;
-    sigmas (K,) the schema's OKS sigmas.
+    sigmas (K,) the schema's OKS sigmas. Every labelled keypoint of the batch is drawn in one
+    pass (a loop over images costs a GPU step more host time than the drawing).
     """
     batch, h, w = mask.shape
     num_k = sigmas.shape[0]
-    valid_w, valid_h = valid_cells(mask)
     targets = torch.zeros(batch, num_k, h, w, device=mask.device)
     positive = torch.zeros(batch, num_k, h, w, dtype=torch.bool, device=mask.device)
+    persons = _batch_persons(tn, mask)
+    if persons is None:
+        return targets, positive
+    image, keypoints, labelled, area, scale = persons
+    valid_w, valid_h = valid_cells(mask)
+    cells_wh = torch.stack([valid_w, valid_h], -1)[image]                     # (G, 2)
+    cells = keypoints * cells_wh[:, None] - 0.5                               # (G, K, 2)
+    cell_px = (scale / cells_wh).mean(-1)                                     # (G,)
+    sigma = (2 * sigmas[None] * area.sqrt()[:, None] / cell_px[:, None])
+    sigma = sigma.clamp(min=MIN_SIGMA_CELLS)                                  # (G, K)
+    g, k = torch.nonzero(labelled, as_tuple=True)
+    b = image[g]
+    cx, cy, s = cells[g, k, 0], cells[g, k, 1], sigma[g, k]
     grid_y = torch.arange(h, device=mask.device, dtype=torch.float32)[:, None]
     grid_x = torch.arange(w, device=mask.device, dtype=torch.float32)[None]
-    for b, t in enumerate(tn):
-        labelled = t["keypoint_weights"] > 0                                  # (G, K)
-        if not labelled.any():
-            continue
-        cells = t["keypoints"].float() * torch.stack([valid_w[b], valid_h[b]]) - 0.5  # (G, K, 2)
-        cell_px = t["scale"].float() / torch.stack([valid_w[b], valid_h[b]])          # (2,)
-        sigma = (2 * sigmas[None] * t["area"].float().sqrt()[:, None] / cell_px.mean())
-        sigma = sigma.clamp(min=MIN_SIGMA_CELLS)                                        # (G, K)
-        g, k = torch.nonzero(labelled, as_tuple=True)
-        cx, cy, s = cells[g, k, 0], cells[g, k, 1], sigma[g, k]
-        blobs = torch.exp(-((grid_x[None] - cx[:, None, None]) ** 2
-                            + (grid_y[None] - cy[:, None, None]) ** 2) / (2 * s[:, None, None] ** 2))
-        # Overlapping persons: each cell keeps the larger value of its type.
-        targets[b].view(num_k, -1).scatter_reduce_(
-            0, k[:, None].expand(-1, h * w), blobs.view(len(k), -1), "amax")
-        px = cx.round().long().clamp(0, w - 1)
-        py = cy.round().long().clamp(0, h - 1)
-        inside = (cx > -0.5) & (cx < valid_w[b] - 0.5) & (cy > -0.5) & (cy < valid_h[b] - 0.5)
-        positive[b, k[inside], py[inside], px[inside]] = True
+    blobs = torch.exp(-((grid_x[None] - cx[:, None, None]) ** 2
+                        + (grid_y[None] - cy[:, None, None]) ** 2) / (2 * s[:, None, None] ** 2))
+    # Overlapping persons: each cell keeps the larger value of its type.
+    targets.view(batch * num_k, -1).scatter_reduce_(
+        0, (b * num_k + k)[:, None].expand(-1, h * w), blobs.view(len(k), -1), "amax")
+    px = cx.round().long().clamp(0, w - 1)
+    py = cy.round().long().clamp(0, h - 1)
+    inside = (cx > -0.5) & (cx < valid_w[b] - 0.5) & (cy > -0.5) & (cy < valid_h[b] - 0.5)
+    positive[b[inside], k[inside], py[inside], px[inside]] = True
     targets = torch.where(positive, torch.ones_like(targets), targets)
     return targets, positive
+
+
+def _batch_persons(tn: list[dict], mask: Tensor):
+    """The batch's persons side by side: image index (G,), keypoints (G, K, 2), labelled
+    (G, K), area (G,) and their image's scale (G, 2); None without a person."""
+    counts = torch.tensor([len(t["keypoints"]) for t in tn], device=mask.device)
+    if int(counts.sum()) == 0:
+        return None
+    image = torch.repeat_interleave(torch.arange(len(tn), device=mask.device), counts)
+    keypoints = torch.cat([t["keypoints"].float() for t in tn])
+    labelled = torch.cat([t["keypoint_weights"] for t in tn]) > 0
+    area = torch.cat([t["area"].float() for t in tn])
+    scale = torch.stack([t["scale"].float() for t in tn])[image]
+    return image, keypoints, labelled, area, scale
 
 
 def crowd_cells(tn: list[dict], mask: Tensor) -> Tensor:

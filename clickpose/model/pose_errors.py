@@ -237,8 +237,8 @@ def build_dn_queries(targets: list[dict], schema: KeypointSchema, generator: tor
     bookkeeping; (None, None) when the batch has no person.
     """
     num_k = schema.num_keypoints
-    counts = [len(t["boxes"]) for t in targets]
-    d = max(counts, default=0) * num_groups
+    counts = torch.tensor([len(t["boxes"]) for t in targets], dtype=torch.int64)
+    d = int(counts.max()) * num_groups if len(targets) else 0
     if d == 0 or num_groups <= 0:
         return None, None
     device = targets[0]["boxes"].device
@@ -250,26 +250,28 @@ def build_dn_queries(targets: list[dict], schema: KeypointSchema, generator: tor
     valid = torch.zeros(bsz, d, dtype=torch.bool)
     index = torch.full((bsz, d), -1, dtype=torch.int64)
     types = torch.zeros(bsz, d, num_k, dtype=torch.int64)
-    for b, (t, n) in enumerate(zip(targets, counts)):
-        if n == 0:
-            continue
-        h, w = (float(v) for v in t["size"])
-        whwh = torch.tensor([w, h, w, h])
-        gt_boxes = t["boxes"].detach().cpu().float()
-        gt_kpts = t["keypoints"].detach().cpu().float()
-        area = t["area"].detach().cpu().float() if "area" in t else None
-        for g in range(num_groups):
-            noised, pin, err = simulate_pose_errors(gt_kpts[..., :2], gt_kpts[..., 2], gt_boxes,
-                                                    schema, generator, probs, area)
-            sl = slice(g * n, (g + 1) * n)
-            boxes[b, sl] = noise_boxes(box_xyxy_to_cxcywh(gt_boxes) / whwh, box_noise_scale,
-                                       generator)
-            norm = noised / whwh[:2]
-            kpts[b, sl] = torch.where(pin[..., None], norm, norm.clamp(0.0, 1.0))
-            pinned[b, sl] = pin
-            types[b, sl] = err
-            valid[b, sl] = True
-            index[b, sl] = torch.arange(n)
+    # Every person of the batch is noised in one call (one host round trip per batch, not
+    # one per image): image (G,), its slot among the image's persons, its image's (w, h).
+    image = torch.repeat_interleave(torch.arange(bsz), counts)
+    slot = torch.cat([torch.arange(int(n)) for n in counts])
+    gt_boxes = torch.cat([t["boxes"].detach().float() for t in targets]).cpu()
+    gt_kpts = torch.cat([t["keypoints"].detach().float() for t in targets]).cpu()
+    area = (torch.cat([t["area"].detach().float() for t in targets]).cpu()
+            if all("area" in t for t in targets) else None)
+    sizes = torch.tensor([[float(t["size"][1]), float(t["size"][0])] for t in targets])
+    whwh = sizes.repeat(1, 2)[image]                                           # (G, 4)
+    for g in range(num_groups):
+        noised, pin, err = simulate_pose_errors(gt_kpts[..., :2], gt_kpts[..., 2], gt_boxes,
+                                                schema, generator, probs, area)
+        query = g * counts[image] + slot
+        boxes[image, query] = noise_boxes(box_xyxy_to_cxcywh(gt_boxes) / whwh, box_noise_scale,
+                                          generator)
+        norm = noised / whwh[:, None, :2]
+        kpts[image, query] = torch.where(pin[..., None], norm, norm.clamp(0.0, 1.0))
+        pinned[image, query] = pin
+        types[image, query] = err
+        valid[image, query] = True
+        index[image, query] = slot
     dn = {"boxes": boxes.to(device), "keypoints": kpts.to(device), "pinned": pinned.to(device),
           "valid": valid.to(device)}
     return dn, DnTargets(index.to(device), types.to(device), num_groups)
