@@ -105,7 +105,8 @@ class StepRig:
 
 
 def compile_layers(model, mode: str) -> None:
-    """torch.compile each transformer layer: the step's many small kernels are theirs."""
+    """torch.compile each transformer layer, for measuring what fused kernels buy (on an
+    H200 nothing: the host's time is elsewhere; docs/measurements.md, "On a GPU")."""
     for layers in (model.encoder.layers, model.human_decoder.layers,
                    model.keypoint_decoder.layers):
         for layer in layers:
