@@ -14,8 +14,9 @@ predictions stay as they are and the calibration says so.
 The prediction alone ranks images by their clicks poorly (Spearman 0.11-0.59 in the bench's
 mixed-pool campaign): when the labeled images also kept their click features
 (selection.click_features), and there are `PAIRS_PER_WEIGHT` pairs for each weight, the
-clicks are fitted on all of them instead (nnls again, one non-negative weight each plus the offset), and an image with
-features is predicted from them; one without (a record from before) from the affine fit.
+clicks are fitted on all of them instead (nnls again, one non-negative weight each plus the
+offset), and an image with features is predicted from them; one without (a record from
+before) from the affine fit.
 """
 from __future__ import annotations
 

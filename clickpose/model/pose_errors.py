@@ -260,12 +260,12 @@ def build_dn_queries(targets: list[dict], schema: KeypointSchema, generator: tor
             if all("area" in t for t in targets) else None)
     sizes = torch.tensor([[float(t["size"][1]), float(t["size"][0])] for t in targets])
     whwh = sizes.repeat(1, 2)[image]                                           # (G, 4)
+    gt_cxcywh = box_xyxy_to_cxcywh(gt_boxes) / whwh
     for g in range(num_groups):
         noised, pin, err = simulate_pose_errors(gt_kpts[..., :2], gt_kpts[..., 2], gt_boxes,
                                                 schema, generator, probs, area)
         query = g * counts[image] + slot
-        boxes[image, query] = noise_boxes(box_xyxy_to_cxcywh(gt_boxes) / whwh, box_noise_scale,
-                                          generator)
+        boxes[image, query] = noise_boxes(gt_cxcywh, box_noise_scale, generator)
         norm = noised / whwh[:, None, :2]
         kpts[image, query] = torch.where(pin[..., None], norm, norm.clamp(0.0, 1.0))
         pinned[image, query] = pin
