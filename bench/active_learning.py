@@ -45,6 +45,9 @@ Strategies (selection scores and select_batch strategies):
   weighted_k_center   k-center on distances weighted by least confidence (hybrid)
   cost_aware_k_center k-center on distance per predicted click ('k_center_per_click',
                       calibrated like cost_aware): coverage of the pool's looks per click
+  typical_clusters    TypiClust on that memory: k-means of the labeled and candidate images,
+                      the most typical candidate of the least covered cluster first
+                      (best with --candidates 0: typicality needs the pool's density)
 The curves are AP against images labeled and against clicks spent (cost-aware selection is
 judged on the clicks axis). The target: the best strategy reaches random selection's final
 AP with <= 60 % of random's clicks (linear interpolation on the mean curves), judged only
@@ -106,7 +109,8 @@ TARGET_FRACTION = 0.6
 MIN_AP_GAIN = 0.01
 ALL_STRATEGIES = ("random", "least_confidence", "entropy", "disagreement", "error_consistency",
                   "expected_clicks", "cost_aware", "cost_aware_raw", "k_center",
-                  "cluster_confidence", "weighted_k_center", "cost_aware_k_center")
+                  "cluster_confidence", "weighted_k_center", "cost_aware_k_center",
+                  "typical_clusters")
 DEFAULT_STRATEGIES = ("random", "least_confidence", "entropy", "disagreement",
                       "error_consistency", "cost_aware", "k_center")
 QUICK_STRATEGIES = ("random", "error_consistency")
@@ -155,6 +159,7 @@ STRATEGIES = {s.name: s for s in (
     Strategy("cluster_confidence", "cluster_top", "poses+embedding"),
     Strategy("weighted_k_center", "weighted_k_center", "poses+embedding"),
     Strategy("cost_aware_k_center", "k_center_per_click", "poses+embedding", calibrate=True),
+    Strategy("typical_clusters", "typical_clusters", "embedding"),
 )}
 
 
@@ -211,7 +216,7 @@ def model_outputs(strategy: Strategy, model, images: dict[str, Path], seed: int)
 def scorer(strategy: Strategy, sigmas, seed: int):
     """scorer(key, output) -> ImageScore for selection.score_pool."""
     name = strategy.name
-    if name in ("random", "k_center"):   # k-center reads embeddings, not scores
+    if name in ("random", "k_center", "typical_clusters"):   # these read embeddings, not scores
         return lambda key, _output: random_score(key, seed)
     if name in ("least_confidence", "cluster_confidence", "weighted_k_center"):
         return least_confidence

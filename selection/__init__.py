@@ -9,6 +9,7 @@ from selection.diversity import (
     k_center_greedy,
     kmeans_clusters,
     top_uncertainty_per_cluster,
+    typical_clusters,
     uncertainty_weighted_k_center,
 )
 from selection.ids import shard_of
@@ -57,5 +58,6 @@ __all__ = [
     "shard_of",
     "top_uncertainty_per_cluster",
     "training_pose_errors",
+    "typical_clusters",
     "uncertainty_weighted_k_center",
 ]

@@ -92,6 +92,15 @@ def _budget_text(budget_images, budget_clicks) -> str:
     return " and ".join(parts)
 
 
+def _batch_images(budget_images: int | None, budget_clicks: float | None,
+                  cost: np.ndarray | None, min_cost: float) -> int:
+    """The images a batch will hold: the image budget, or the clicks budget over the median
+    cost."""
+    if budget_images is not None:
+        return max(1, budget_images)
+    return max(1, round(budget_clicks / max(float(np.median(cost)), min_cost)))
+
+
 def select_batch(
     scores: Sequence[ImageScore] | Mapping[ImageId, float],
     budget_images: int | None = None,
@@ -112,7 +121,8 @@ def select_batch(
     costs at least a look).
     embeddings: pooled backbone embedding per image id, for the diversity strategies; labeled
     images found there seed k-center. n_clusters (cluster_top): default the image budget, or
-    the clicks budget over the median cost.
+    the clicks budget over the median cost; (typical_clusters) that plus the labeled images
+    found in `embeddings`.
     calibration: a ClickCalibration fitted on the campaign's labeled images; the costs
     become calibrated clicks for the budget and the strategy (from each image's
     cost_features where it has learned their weights; an unfitted one leaves them as they
@@ -150,11 +160,10 @@ def select_batch(
         x = _embeddings(ids, embeddings, "pool")
         known = [i for i in labeled if i in embeddings]
         centers = _embeddings(known, embeddings, "labeled") if known else None
-    if strategy == "cluster_top" and n_clusters is None:
-        if budget_images is not None:
-            n_clusters = max(1, budget_images)
-        else:
-            n_clusters = max(1, round(budget_clicks / max(float(np.median(cost)), min_cost)))
+    if strategy in ("cluster_top", "typical_clusters") and n_clusters is None:
+        n_clusters = _batch_images(budget_images, budget_clicks, cost, min_cost)
+        if strategy == "typical_clusters":       # room for every label and the batch
+            n_clusters += 0 if centers is None else len(centers)
     picker = make_picker(strategy, score, cost, rank, seed, pool[0].method, x, centers,
                          n_clusters, min_cost)
 

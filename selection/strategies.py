@@ -11,6 +11,7 @@ so every strategy respects the budget by construction.
   weighted_k_center  k-center on uncertainty weight x distance
   k_center_per_click k-center on distance / max(cost, min_cost): coverage per click, cost-aware
   cluster_top        k-means clusters in turn, the highest score left in each
+  typical_clusters   the most typical image of the least covered k-means cluster (TypiClust)
 Ties always go to the seeded rank (selection.ties), so the same seed gives the same choice.
 """
 from __future__ import annotations
@@ -20,11 +21,13 @@ import numpy as np
 from selection.diversity.hybrids import ClusterRoundRobin, uncertainty_weights
 from selection.diversity.k_center import KCenter
 from selection.diversity.kmeans import kmeans_clusters
+from selection.diversity.typical import TypicalClusters
 from selection.ties import order_by_score
 
 STRATEGIES = ("top", "random", "top_per_click", "k_center", "weighted_k_center",
-              "k_center_per_click", "cluster_top")
-NEEDS_EMBEDDINGS = ("k_center", "weighted_k_center", "k_center_per_click", "cluster_top")
+              "k_center_per_click", "cluster_top", "typical_clusters")
+NEEDS_EMBEDDINGS = ("k_center", "weighted_k_center", "k_center_per_click", "cluster_top",
+                    "typical_clusters")
 NEEDS_COSTS = ("top_per_click", "k_center_per_click")
 
 
@@ -73,4 +76,7 @@ def make_picker(strategy: str, scores: np.ndarray, costs: np.ndarray | None,
     if strategy == "cluster_top":
         labels = kmeans_clusters(embeddings, n_clusters, seed=seed).labels
         return ClusterRoundRobin(labels, scores, rank)
+    if strategy == "typical_clusters":
+        return TypicalClusters(embeddings, labeled_embeddings, n_clusters, seed=seed,
+                               tie_rank=rank)
     raise ValueError(f"strategy '{strategy}' is unknown; use one of {', '.join(STRATEGIES)}")

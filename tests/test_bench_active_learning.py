@@ -13,7 +13,7 @@ from bench_scripts import load_bench
 from PIL import Image
 
 from clickpose.poses import Poses
-from selection import ImageScore, expected_clicks, least_confidence, select_batch
+from selection import ImageScore, expected_clicks, least_confidence, random_score, select_batch
 
 K = 17
 
@@ -259,6 +259,14 @@ def test_hybrid_strategies_read_confidence_and_embeddings(bench, tmp_path):
         chosen = select_batch(scores, budget_images=2, strategy=strategy.select, seed=0,
                               labeled=labeled, embeddings=embeddings).image_ids
         assert len(chosen) == 2 and set(chosen) <= set(candidates)
+    typical = bench.STRATEGIES["typical_clusters"]        # embeddings only, like k_center
+    scores, embeddings, _ = bench.score_candidates(typical, model, images, candidates, labeled,
+                                                   seed=0)
+    assert sorted(embeddings) == sorted(candidates + labeled)
+    assert [s.score for s in scores] == [random_score(k, 0).score for k in candidates]
+    chosen = select_batch(scores, budget_images=2, strategy=typical.select, seed=0,
+                          labeled=labeled, embeddings=embeddings).image_ids
+    assert len(chosen) == 2 and set(chosen) <= set(candidates)
     # An image that looks exactly like a labeled one adds nothing to cover: k-center, however
     # weighted by doubt, leaves it.
     embeddings["pool/0.png"] = embeddings["pool/3.png"]

@@ -35,7 +35,8 @@ def test_labeled_images_are_excluded():
 
 
 @pytest.mark.parametrize("strategy", ["top", "top_per_click", "random", "k_center",
-                                      "weighted_k_center", "k_center_per_click", "cluster_top"])
+                                      "weighted_k_center", "k_center_per_click", "cluster_top",
+                                      "typical_clusters"])
 def test_clicks_budget_is_never_exceeded(strategy):
     rng = np.random.default_rng(3)
     scores = rng.uniform(size=60)

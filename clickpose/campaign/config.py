@@ -90,10 +90,10 @@ class CampaignConfig(BaseModel):
     scorer: Literal["least_confidence", "entropy", "expected_clicks", "random"] = \
         "least_confidence"
     # selection's strategies; the diversity ones (k_center, weighted_k_center,
-    # k_center_per_click, cluster_top) make pool scoring keep each image's embedding
-    # (clickpose.model.embedding).
+    # k_center_per_click, cluster_top, typical_clusters) make pool scoring keep each image's
+    # embedding (clickpose.model.embedding).
     strategy: Literal["top", "random", "top_per_click", "k_center", "weighted_k_center",
-                      "k_center_per_click", "cluster_top"] = "top"
+                      "k_center_per_click", "cluster_top", "typical_clusters"] = "top"
     selection_seed: int = 0
     shards: int = Field(2, ge=1)         # pool scoring fan-out
     score_batch_size: int = Field(8, ge=1)
