@@ -209,6 +209,12 @@ def test_diversity_strategies_choose_from_the_embeddings_pool_scoring_keeps(tmp_
     far = max((k for k in embeddings if k not in labeled),
               key=lambda k: np.linalg.norm(np.subtract(embeddings[k], embeddings[labeled[0]])))
     assert ids[0] == far
+    # typical_clusters reads the same embeddings: clusters of the labeled and the pool images
+    typical = tiny_config(tmp_path, data, strategy="typical_clusters", budget_images=3)
+    assert typical.needs_embeddings
+    chosen = tasks.select_batch.fn(typical, "campaign", 1, scores, labeled)
+    assert len(chosen.items) == 3 and labeled[0] not in chosen.image_ids
+    assert all(item.reason.startswith("typical image of cluster") for item in chosen.items)
 
 
 def test_missing_seed_labels_and_val_name_the_file_and_the_field(tmp_path, data, checkpoint):
