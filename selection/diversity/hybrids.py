@@ -13,6 +13,7 @@ import numpy as np
 
 from selection.diversity.k_center import KCenter, as_embeddings
 from selection.diversity.kmeans import kmeans_clusters
+from selection.diversity.picks import first_picks
 from selection.ties import order_by_score
 
 
@@ -63,13 +64,7 @@ def top_uncertainty_per_cluster(embeddings, scores, k: int, n_clusters: int | No
     if len(x) == 0:
         return []
     labels = kmeans_clusters(x, n_clusters or k, seed=seed).labels
-    picker = ClusterRoundRobin(labels, scores, tie_rank)
-    available = np.ones(len(x), dtype=bool)
-    chosen = []
-    while len(chosen) < k and (picked := picker.pick(available)) is not None:
-        chosen.append(picked[0])
-        available[picked[0]] = False
-    return chosen
+    return first_picks(ClusterRoundRobin(labels, scores, tie_rank), len(x), k)
 
 
 def uncertainty_weighted_k_center(embeddings, scores, k: int, already_selected=(),
@@ -78,10 +73,4 @@ def uncertainty_weighted_k_center(embeddings, scores, k: int, already_selected=(
     x = as_embeddings(embeddings)
     already = np.asarray(list(already_selected), dtype=np.int64)
     state = KCenter(x, centers=x[already], weights=uncertainty_weights(scores), tie_rank=tie_rank)
-    available = np.ones(len(x), dtype=bool)
-    available[already] = False
-    chosen = []
-    while len(chosen) < k and (picked := state.pick(available)) is not None:
-        chosen.append(picked[0])
-        available[picked[0]] = False
-    return chosen
+    return first_picks(state, len(x), k, excluded=already)

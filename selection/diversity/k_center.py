@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from selection.diversity.picks import first_picks
 from selection.ties import argmax_available
 
 
@@ -102,14 +103,5 @@ def k_center_greedy(embeddings, k: int, already_selected=(),
     """Indices of k new centers, in the order chosen; `already_selected` are centers already."""
     x = as_embeddings(embeddings)
     already = np.asarray(list(already_selected), dtype=np.int64)
-    state = KCenter(x, centers=x[already], tie_rank=tie_rank)
-    available = np.ones(len(x), dtype=bool)
-    available[already] = False
-    chosen = []
-    while len(chosen) < k:
-        picked = state.pick(available)
-        if picked is None:
-            break
-        chosen.append(picked[0])
-        available[picked[0]] = False
-    return chosen
+    return first_picks(KCenter(x, centers=x[already], tie_rank=tie_rank), len(x), k,
+                       excluded=already)

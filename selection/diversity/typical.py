@@ -16,6 +16,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from selection.diversity.k_center import as_embeddings
 from selection.diversity.kmeans import kmeans_clusters
+from selection.diversity.picks import first_picks
 from selection.ties import order_by_score
 
 NEIGHBORS = 20           # the paper's k for the density estimate
@@ -102,9 +103,4 @@ def typical_clusters(embeddings, k: int, labeled_embeddings=None, n_clusters: in
         return []
     labeled = 0 if labeled_embeddings is None else len(labeled_embeddings)
     picker = TypicalClusters(x, labeled_embeddings, n_clusters or labeled + k, seed, tie_rank)
-    available = np.ones(len(x), dtype=bool)
-    chosen = []
-    while len(chosen) < k and (picked := picker.pick(available)) is not None:
-        chosen.append(picked[0])
-        available[picked[0]] = False
-    return chosen
+    return first_picks(picker, len(x), k)
