@@ -5,7 +5,7 @@
         [--seeds 2] [--strategies random,least_confidence,...] [--candidates 300] [--jobs 2]
         [--train-minutes M | --train-steps N [--initial-steps N0]]
         [--out work/bench_runs/active_learning]
-        [--style art|photo] [--photo-share 0.8 [--val-photo-share 0.5]]
+        [--style art|photo] [--photo-share 0.8 [--val-photo-share 0.5]] [--frames-per-scene 5]
         [--pretrain-minutes 15 | --pretrain-steps N | --init CKPT|tiny-synthetic]
     .venv/bin/python bench/active_learning.py --quick     (a small pool, 2 rounds: a minute)
     .venv/bin/python bench/active_learning.py --plan-only (data, cost probe, estimate; stop)
@@ -17,7 +17,9 @@ the val set are in --style (default `art`: a domain the start model has not seen
 --photo-share the pool is mostly photo, the start model's own look, and --style a minority
 (bench/mixed_pool.py), as a team's pool is mostly what its model already handles; the val
 set mixes the looks in --val-photo-share (default: the pool's), and each round records the
-looks it chose.
+looks it chose. With --frames-per-scene N the pool is clips, each scene as N near-identical
+frames (bench/clip_pool.py), as a pool cut from video is; each round records the scenes it
+chose and how many no earlier label showed.
 Per seed, `--start` images drawn from the pool are the labeled start and fine-tune the start
 model into the round-0 model (--pretrain-minutes 0: a fresh model). Then, for each strategy,
 `--rounds` rounds: score `--candidates` unlabeled images (the first unlabeled ones of a
@@ -81,6 +83,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.clip_pool import clip_dataset, scene_of
 from bench.latency import machine
 from bench.mixed_pool import ap_by_look, check_share, look_of, mixed_dataset
 from bench.train_synthetic import VAL_SEED_OFFSET, cached_dataset
@@ -448,6 +451,7 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
         annotated = time.perf_counter()
         clicks += batch.clicks
         predicted = record_history(history, selection, batch.records)
+        scenes = chosen_scenes(chosen, labeled)
         labeled += chosen
         labels = label_sets.merge(labels, batch.labels)
         checkpoint, metrics, seconds = train_and_evaluate(plan, labels, round_dir,
@@ -456,7 +460,7 @@ def run_strategy(plan: dict, name: str, seed: int, start: dict) -> dict:
                   "round_clicks": batch.clicks, **ap_fields(metrics),
                   "train_steps": metrics["train_steps"], "candidates": len(candidates),
                   "chosen": len(chosen), "mean_score": _mean([s.score for s in selection.items]),
-                  "selected": chosen, **chosen_looks(chosen),
+                  "selected": chosen, **chosen_looks(chosen), **scenes,
                   **_rounded({"score_s": scored - started, "annotate_s": annotated - scored,
                               **seconds}),
                   "score_images_per_s": round(stats["images"] / max(stats["seconds"], 1e-9), 2)}
@@ -718,6 +722,26 @@ def source_model(args: argparse.Namespace, val: Path) -> tuple[Path, dict]:
     return checkpoint, record
 
 
+def pool_dataset(args: argparse.Namespace) -> Path:
+    """The pool folder: distinct scenes, or with --frames-per-scene N clips of N frames each
+    (bench.clip_pool), as many images either way."""
+    images = args.unlabeled + args.start
+    if args.frames_per_scene <= 1:
+        return mixed_dataset(args.cache, images, args.data_seed, args.size, args.style,
+                             args.photo_share)
+    scenes = mixed_dataset(args.cache, -(-images // args.frames_per_scene), args.data_seed,
+                           args.size, args.style, args.photo_share)
+    return clip_dataset(scenes, args.frames_per_scene, images, args.data_seed,
+                        args.cache / f"{scenes.name}-clips{args.frames_per_scene}-n{images}")
+
+
+def chosen_scenes(chosen: list[str], labeled: list[str]) -> dict:
+    """{"new_scenes": scenes of the batch that no earlier label shows} in a clip pool."""
+    before = {scene_of(key) for key in labeled}
+    batch = {scene_of(key) for key in chosen}
+    return {"scenes": len(batch), "new_scenes": len(batch - before)}
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan-only", action="store_true",
@@ -754,6 +778,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--photo-share", type=float, default=0.0,
                         help="share of the pool drawn in photo, the start model's own look, "
                              "the rest in --style: a pool mostly of what the model knows")
+    parser.add_argument("--frames-per-scene", type=int, default=1,
+                        help="the pool as clips: each scene as this many near-identical "
+                             "frames (bench/clip_pool.py), as a pool cut from video is")
     parser.add_argument("--val-photo-share", type=float, default=None,
                         help="the same share for the val set (default: the pool's)")
     parser.add_argument("--init", type=Path, default=None,
@@ -779,6 +806,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.val_photo_share is None:
         args.val_photo_share = args.photo_share
     check_share(args.val_photo_share, "--val-photo-share")
+    if args.frames_per_scene < 1:
+        raise SystemExit(f"--frames-per-scene {args.frames_per_scene}: give 1 (distinct "
+                         "scenes) or more frames per scene")
     if args.quick:
         args.unlabeled, args.start, args.val_images, args.rounds = 16, 8, 4, 2
         args.annotate_max_rounds = 4
@@ -803,13 +833,13 @@ def main(argv: list[str] | None = None) -> dict:
     emit({**machine("cpu"), "jobs": jobs, "torch_threads_per_job": 1})
     started = time.perf_counter()
 
-    pool = mixed_dataset(args.cache, args.unlabeled + args.start, args.data_seed, args.size,
-                         args.style, args.photo_share)
+    pool = pool_dataset(args)
     val = mixed_dataset(args.cache, args.val_images, args.data_seed + VAL_SEED_OFFSET, args.size,
                         args.style, args.val_photo_share)
     keys = sorted(label_sets.folder_keys(pool, label_sets.POOL))
     emit({"kind": "data", "style": args.style, "pool": str(pool), "val": str(val),
           "pool_photo_share": args.photo_share, "val_photo_share": args.val_photo_share,
+          "frames_per_scene": args.frames_per_scene,
           "pool_images": len(keys), "unlabeled_after_start": len(keys) - args.start,
           "val_images": args.val_images, "size": args.size,
           "seconds": round(time.perf_counter() - started, 1)})

@@ -93,6 +93,25 @@ def test_quick_campaign_writes_curves_plot_and_target(bench, tmp_path, capsys):
     assert lines[-1]["plot"] == str(tmp_path / "run" / "curves.png")
 
 
+def test_a_clip_pool_holds_as_many_frames_and_rounds_count_new_scenes(bench, tmp_path):
+    args = bench.parse(["--cache", str(tmp_path), "--unlabeled", "5", "--start", "2",
+                        "--size", "64", "--frames-per-scene", "3", "--photo-share", "0.5"])
+    pool = bench.pool_dataset(args)
+    names = sorted(p.name for p in (pool / "images").iterdir())
+    assert len(names) == 7 and names[0].endswith("-f0.jpg")      # 3 scenes: 3 + 3 + 1 frames
+    assert len({bench.scene_of(n) for n in names}) == 3
+    assert {bench.look_of(n) for n in names} == {"art", "photo"}
+    assert bench.pool_dataset(args) == pool                          # cached
+    plain = bench.pool_dataset(bench.parse(["--cache", str(tmp_path), "--unlabeled", "5",
+                                            "--start", "2", "--size", "64"]))
+    assert len(list((plain / "images").iterdir())) == 7 and plain != pool
+    chosen = ["pool/art-000001-f1.jpg", "pool/art-000001-f2.jpg", "pool/photo-000002-f0.jpg"]
+    assert bench.chosen_scenes(chosen, ["pool/art-000001-f0.jpg"]) == {"scenes": 2,
+                                                                       "new_scenes": 1}
+    with pytest.raises(SystemExit, match="--frames-per-scene 0: give 1"):
+        bench.parse(["--frames-per-scene", "0"])
+
+
 def test_curves_average_ap_per_look_when_every_round_has_it(bench):
     def run(seed, art):
         return {"strategy": "k_center", "seed": seed, "rounds": [
