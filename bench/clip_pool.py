@@ -11,14 +11,12 @@ each strategy chose (`scene_of`).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from clickpose.io import atomic_write_json
+from clickpose.io import atomic_write_json, staged_folder
 
 MAX_SHIFT = 0.04       # of the image side: a person walks a few pixels between frames
 BRIGHTNESS = 0.1       # +- gain
@@ -83,9 +81,7 @@ def clip_dataset(source: Path, frames: int, images: int, seed: int, out: Path) -
     if scenes > len(coco["images"]):
         raise SystemExit(f"{source}: {len(coco['images'])} scenes for {images} frames of "
                          f"{frames}; generate at least {scenes}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         (staging / "images").mkdir()
         rng = np.random.default_rng(seed)
         people: dict[int, list[dict]] = {}
@@ -110,11 +106,4 @@ def clip_dataset(source: Path, frames: int, images: int, seed: int, out: Path) -
             **coco, "info": {**coco.get("info", {}), "clips": {
                 "source": str(source), "frames_per_scene": frames, "seed": seed}},
             "images": images_out, "annotations": annotations_out})
-        staging.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out

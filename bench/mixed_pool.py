@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from bench.train_synthetic import cached_dataset
 from clickpose.campaign import labels as label_sets
 from clickpose.data.synthetic import GENERATOR_VERSION
-from clickpose.io import atomic_write_json
+from clickpose.io import atomic_write_json, staged_folder
 
 MIXED_LOOK = "photo"
 # The photo scenes are other scenes than the start model's training images (seed 1), the
@@ -76,11 +75,7 @@ def merge_folders(parts: dict[str, Path], out: Path) -> Path:
     """One COCO folder from several (same schema): file names prefixed with the part's name,
     ids renumbered; images hard-linked where the file system allows. Written beside `out`
     and renamed into place, so an interrupted merge leaves no half folder behind."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         (staging / "images").mkdir()
         merged = None
         for name, folder in parts.items():
@@ -94,11 +89,6 @@ def merge_folders(parts: dict[str, Path], out: Path) -> Path:
             "info": {"description": "ClickPose synthetic people, mixed looks",
                      "parts": {name: str(folder) for name, folder in parts.items()}},
             "licenses": [], **merged})
-        staging.chmod(0o755)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 
