@@ -34,6 +34,14 @@ def test_the_start_model_is_packaged_and_found_by_name():
     assert measured["ap"]["AP"] > 0 and "bench/train_synthetic.py" in config["metrics"]["trained_by"]
 
 
+def test_the_start_model_carries_its_click_prior():
+    prior = load_model(NAME).click_prior
+    assert prior is not None and prior.num_keypoints == 17 and prior.persons_predicted > 100
+    fitted = read_checkpoint_config(NAME)["metrics"]["click_prior"]
+    assert "fit_packaged_click_prior.py" in fitted["fitted_by"]
+    assert fitted["measured_without"]["noc"]["refine"]["NoC@90"] > 0
+
+
 def test_half_precision_weights_are_read_in_float32():
     from safetensors.torch import load_file
 
@@ -82,3 +90,4 @@ def test_the_command_lists_it_with_its_figures():
     assert result.exit_code == 0, result.output
     ap = read_checkpoint_config(NAME)["metrics"]["measured"]["ap"]["AP"]
     assert NAME in result.output and f"{ap:.3f}" in result.output
+    assert "with its click prior" in result.output

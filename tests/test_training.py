@@ -145,6 +145,10 @@ def test_run_folder_resume_predict(data, tmp_path):
     config = json.loads((out / "last" / "config.json").read_text())
     assert config["dataset"]["num_images"] == 6 and len(config["dataset"]["annotations_sha256"]) == 64
     assert config["training"]["epochs"] == 1
+    # The run ends by fitting the click prior of its checkpoints on the training images.
+    assert config["click_prior"]["num_keypoints"] == 17
+    assert config["click_prior"]["persons_labelled"] == summary["click_prior"]["last"][
+        "persons_labelled"] > 0
     assert resumable_epoch(out) == 1
     # Without --resume an existing run is not overwritten.
     with pytest.raises(FileExistsError):

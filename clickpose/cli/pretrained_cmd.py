@@ -26,6 +26,9 @@ def describe(name: str) -> list[str]:
     refine = (noc.get("refine") or {}).get("NoC@90")
     model_only = (noc.get("model-only") or {}).get("NoC@90")
     schema = config["schema"]
+    without = ((((metrics.get("click_prior") or {}).get("measured_without") or {})
+                .get("noc") or {}).get("refine") or {}).get("NoC@90")
+    prior = "" if without is None else f" with its click prior ({_figure(without, 2)} without)"
     return [
         (f"[bold]{name}[/bold]  ({config['model'].get('preset', 'custom')}, "
         f"{schema['name']}: {len(schema['keypoints'])} keypoints)"),
@@ -33,7 +36,7 @@ def describe(name: str) -> list[str]:
         f"  trained by:  {escape(metrics.get('trained_by', '-'))}",
         (f"  measured on: {escape(str(measured.get('val_data', '-')))}: OKS AP "
         f"{_figure(ap.get('AP'))} (AP50 {_figure(ap.get('AP50'))}); NoC@90 refine "
-        f"{_figure(refine, 2)}, model-only {_figure(model_only, 2)} "
+        f"{_figure(refine, 2)}{prior}, model-only {_figure(model_only, 2)} "
         f"(first {measured.get('noc_images', '-')} images)"),
     ]
 

@@ -50,6 +50,10 @@ def train_command(
         "warmed up, see clickpose.train.ema); --resume needs the same option")] = None,
     skip_bad: Annotated[bool, Opt(
         "--skip-bad", help="leave out bad images/annotations instead of stopping")] = False,
+    click_prior_images: Annotated[int, Opt(
+        "--click-prior-images", min=0, help="at the end, fit the checkpoints' click prior "
+        "(what a click says about the rest of its person) on this many training images; "
+        "0: none")] = 300,
 ) -> None:
     """Train Click-Pose: AdamW, pose error modeling, human-feedback rounds, val AP per epoch.
 
@@ -68,7 +72,7 @@ def train_command(
                       seed=seed, device=device, image_size=image_size,
                       backbone_weights=backbone_weights, dn_groups=dn_groups, feedback=feedback,
                       skip_bad=skip_bad, cache_backbone_features=cache_backbone_features,
-                      ema_decay=ema_decay)
+                      ema_decay=ema_decay, click_prior_images=click_prior_images)
     try:
         summary = train(cfg, log=console.print)
     except (DataError, SchemaError, CheckpointError, FileExistsError, ValueError) as e:

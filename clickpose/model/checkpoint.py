@@ -124,8 +124,41 @@ def save_checkpoint(folder: str | Path, model, metrics: dict | None = None,
         "dataset": dataset or {},
         "weights_sha256": _sha256(data),
     }
+    if getattr(model, "click_prior", None) is not None:
+        config["click_prior"] = model.click_prior.to_json()
     atomic_write_json(folder / CONFIG_FILE, config, indent=2)
     return folder
+
+
+def attach_click_prior(path: str | Path, prior) -> Path:
+    """Store a fitted ClickPrior in the checkpoint's config.json (the weights stay as they
+    are); returns the folder."""
+    folder = checkpoint_folder(path)
+    config = read_checkpoint_config(folder)
+    schema = checkpoint_schema(folder)
+    if prior.num_keypoints != schema.num_keypoints:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: the click prior has "
+                              f"{prior.num_keypoints} keypoints, the checkpoint's schema "
+                              f"'{schema.name}' {schema.num_keypoints}; fit it on this model")
+    config["click_prior"] = prior.to_json()
+    atomic_write_json(folder / CONFIG_FILE, config, indent=2)
+    return folder
+
+
+def read_click_prior(path: str | Path):
+    """The checkpoint's ClickPrior, or None when it has none (fitted by `clickpose train`
+    and `clickpose fit-click-prior`)."""
+    from clickpose.model.click_prior import ClickPrior, ClickPriorError
+
+    folder = checkpoint_folder(path)
+    config = read_checkpoint_config(folder)
+    if "click_prior" not in config:
+        return None
+    try:
+        return ClickPrior.from_json(config["click_prior"], checkpoint_schema(folder).num_keypoints,
+                                    str(folder / CONFIG_FILE))
+    except ClickPriorError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -183,6 +216,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     except RuntimeError as e:
         raise CheckpointError(f"{folder / WEIGHTS_FILE}: the weights do not fit the architecture "
                               f"in {CONFIG_FILE}: {str(e).splitlines()[0]}") from None
+    model.click_prior = read_click_prior(folder)
     return model.to(device).eval()
 
 

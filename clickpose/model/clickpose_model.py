@@ -31,6 +31,9 @@ class ClickPose(nn.Module):
     def __init__(self, config: ModelConfig, schema: KeypointSchema):
         super().__init__()
         self.config, self.schema = config, schema
+        # What a click says about the rest of its person (clickpose.model.click_prior):
+        # fitted after training and kept in the checkpoint's config.json, not a weight.
+        self.click_prior = None
         dim, levels = config.hidden_dim, config.num_feature_levels
         # A heatmap level, when there is one, comes first from the backbone; the encoder
         # reads the others.

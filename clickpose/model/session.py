@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from clickpose.model.box_ops import box_cxcywh_to_xyxy, box_iou
+from clickpose.model.click_propagation import propagated, reseeded_start
 from clickpose.model.clickpose_model import boxes_xyxy_to_normalized
 from clickpose.model.human_decoder import HumanState
 from clickpose.model.inference import EvalTransform, visibility_from_scores
@@ -64,11 +65,14 @@ class InteractiveSession:
     def __init__(self, model, image, initial_poses: Poses | None = None,
                  min_score: float = 0.0, max_persons: int | None = None,
                  adopt_candidate_iou: float | None = ADOPT_CANDIDATE_IOU,
-                 proposal_passes: int = DRAWN_PROPOSAL_PASSES):
-        """adopt_candidate_iou (None: never) and proposal_passes: how `add_person` proposes."""
+                 proposal_passes: int = DRAWN_PROPOSAL_PASSES, use_click_prior: bool = True):
+        """adopt_candidate_iou (None: never) and proposal_passes: how `add_person` proposes.
+        use_click_prior: a click also moves its person's other keypoints by the checkpoint's
+        click prior (clickpose.model.click_propagation), when the checkpoint has one."""
         if proposal_passes < 1:
             raise ValueError(f"proposal_passes={proposal_passes}; at least one decoder pass")
         self.model = model
+        self.click_prior = getattr(model, "click_prior", None) if use_click_prior else None
         self.adopt_candidate_iou = adopt_candidate_iou
         self.proposal_passes = proposal_passes
         self.schema = model.schema
@@ -301,11 +305,43 @@ class InteractiveSession:
                 keypoints[i, k] = (torch.tensor([x, y], device=device) / self._scale).clamp(0, 1)
                 pinned[i, k] = True
         with self._inference():
+            if self.click_prior is not None:
+                keypoints = self._reseeded(keypoints, pinned)
             logits = torch.zeros(1, len(self._persons), 1, device=device)  # not read
             humans = HumanState(content, boxes, logits)
             out = self.model.decode_keypoints(self._state, humans, keypoints[None], pinned[None])
         self.poses = self._to_poses(out)
+        if self.click_prior is not None:
+            self._propagate_clicks()
         return self.poses
+
+    def _reseeded(self, keypoints: Tensor, pinned: Tensor) -> Tensor:
+        """Starting poses (P, K, 2) with the clicked persons' implausible keypoints started
+        again from the heatmaps (clickpose.model.click_propagation.reseeded_start)."""
+        state = self._state
+        if state.keypoint_heatmap is None:
+            return keypoints
+        offsets = None if state.keypoint_offsets is None else state.keypoint_offsets[0]
+        for i, p in enumerate(self._persons):
+            if p.clicks:
+                keypoints[i] = reseeded_start(self.click_prior, state.keypoint_heatmap[0],
+                                              offsets, state.heatmap_mask[0], p.box,
+                                              keypoints[i], pinned[i])
+        return keypoints
+
+    def _propagate_clicks(self) -> None:
+        """Each clicked person's other keypoints moved by what its clicks say of their errors."""
+        keypoints = self.poses.keypoints
+        for i, p in enumerate(self._persons):
+            if not p.clicks:
+                continue
+            start = (p.start_keypoints * self._scale).cpu()
+            clicks = {k: (x, y) for k, (x, y, _) in p.clicks.items()}
+            moved = propagated(self.click_prior, torch.from_numpy(keypoints[i]), start, clicks,
+                               torch.from_numpy(self.poses.boxes[i]))
+            keypoints[i] = moved.numpy()
+            for k, (x, y) in clicks.items():  # exactly the click, whatever the arithmetic
+                keypoints[i, k] = (x, y)
 
     def _to_poses(self, out: dict, persons: list[_Person] | None = None) -> Poses:
         """Decoder outputs (batch of one, persons in session order) -> Poses with the clicks,

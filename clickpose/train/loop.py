@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, DistributedSampler
 
 from clickpose.io import atomic_write_text
@@ -91,6 +91,9 @@ class TrainConfig(BaseModel):
     # A moving average of the weights is what the run evaluates and saves (None: the
     # weights themselves); see clickpose.train.ema.
     ema_decay: float | None = None
+    # At the end, the click prior of last/ and best/ is fitted on this many training images
+    # (clickpose.model.click_prior; 0: none).
+    click_prior_images: int = Field(300, ge=0)
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -364,11 +367,41 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
             log(f"--max-minutes {cfg.max_minutes} reached during epoch {epoch}")
             break
 
+    click_prior = None
+    if parallel.main and cfg.click_prior_images and record is not None:
+        click_prior = fit_run_click_priors(out, cfg.data, cfg.click_prior_images, device, log)
+    parallel.barrier()
     return {"out": str(out), "last": str(last_dir), "best": str(best_dir),
-            "last_epoch": epoch, "best_metric": best,
+            "last_epoch": epoch, "best_metric": best, "click_prior": click_prior,
             "best_metric_name": "val AP" if val_set is not None else "minus train loss",
             "last_record": record,
             "history": _read_jsonl(metrics_path), "main": parallel.main}
+
+
+def fit_run_click_priors(out: Path, data: Path, images: int, device: torch.device, log
+                         ) -> dict:
+    """Fit and store the click prior of the run's last/ and best/ checkpoints (once when
+    they hold the same weights) on `images` training images; returns what was fitted."""
+    from clickpose.model.checkpoint import attach_click_prior, load_model
+    from clickpose.train.click_prior_fit import fit_click_prior
+
+    started = time.monotonic()
+    fitted: dict[str, object] = {}
+    report = {}
+    for name in ("last", "best"):
+        folder = out / name
+        if not (folder / "config.json").exists():
+            continue
+        sha = read_checkpoint_config(folder)["weights_sha256"]
+        if sha not in fitted:
+            fitted[sha] = fit_click_prior(load_model(folder, device=device), data, images)
+        attach_click_prior(folder, fitted[sha])
+        report[name] = {"persons_labelled": fitted[sha].persons_labelled,
+                        "persons_predicted": fitted[sha].persons_predicted}
+    report["seconds"] = round(time.monotonic() - started, 1)
+    log(f"click prior fitted on {images} training images at most "
+        f"({report['seconds']:.1f} s)")
+    return report
 
 
 def _save_epoch(out: Path, record: dict, weights: torch.nn.Module, optimizer, scheduler,

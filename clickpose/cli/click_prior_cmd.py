@@ -1,0 +1,46 @@
+"""`clickpose fit-click-prior`: fit and store a checkpoint's click prior."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from clickpose.cli.main import app
+from clickpose.cli.output import fail
+
+Opt = typer.Option
+
+
+@app.command("fit-click-prior")
+def fit_click_prior_command(
+    checkpoint: Annotated[Path, Opt("--checkpoint", help="checkpoint folder (or packaged name)")],
+    data: Annotated[Path, Opt("--data", help="the images it was trained on (annotations.json "
+                                             "+ images/)")],
+    images: Annotated[int, Opt("--images", min=1, help="images the model predicts for the "
+                                                       "error model")] = 300,
+    device: Annotated[str | None, Opt("--device", help="cpu | cuda (default: cuda if present)")]
+    = None,
+) -> None:
+    """Fit what a click says about the rest of its person (the pose prior of the labels and
+    the covariance of the model's errors) and store it in the checkpoint's config.json:
+    sessions then move a clicked person's other keypoints with it. `clickpose train` does
+    this at the end of every run; use this for checkpoints made before, or on other data."""
+    import torch
+
+    from clickpose.data.errors import DataError
+    from clickpose.keypoints import SchemaError
+    from clickpose.model.checkpoint import CheckpointError, attach_click_prior, load_model
+    from clickpose.train.click_prior_fit import fit_click_prior
+
+    console = Console(highlight=False)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        model = load_model(checkpoint, device=device)
+        prior = fit_click_prior(model, data, images, progress=True)
+        folder = attach_click_prior(checkpoint, prior)
+    except (DataError, SchemaError, CheckpointError, ValueError) as e:
+        fail(console, e)
+    console.print(f"click prior of {folder}: pose prior from {prior.persons_labelled} labelled "
+                  f"persons, error model from {prior.persons_predicted} predicted ones")
