@@ -3,10 +3,13 @@
 Prints one JSON line with the machine, then one per preset:
     .venv/bin/python bench/latency.py [--presets tiny lite0] [--size 512] [--persons 5]
         [--clicks 30] [--predictions 10] [--input-size PX] [--threads N] [--device cpu|cuda]
+        [--click-prior CHECKPOINT]
 
 The image is rendered (stick figures on a textured background) and the models are
 untrained: only the timing means something. A click re-runs the keypoint decoder for
 every person; a full prediction runs backbone, encoder, human detection and decoder.
+With --click-prior, each preset is timed again with that checkpoint's click prior in its
+sessions (the reseeding and error propagation a clicked person gets).
 """
 from __future__ import annotations
 
@@ -87,11 +90,15 @@ def _sync(device: str) -> None:
 
 
 def time_preset(name: str, image: np.ndarray, poses: Poses, clicks: int, predictions: int,
-                device: str, input_size: int | None = None, seed: int = 0) -> dict:
+                device: str, input_size: int | None = None, seed: int = 0,
+                click_prior=None) -> dict:
+    """`click_prior`: a ClickPrior the sessions apply (a checkpoint's: its cost does not
+    depend on the weights)."""
     torch.manual_seed(seed)
     sizes = {} if input_size is None else {"image_size": input_size,
                                            "max_size": max(input_size, 768)}
     model = build_model(preset_config(name, **sizes), coco17()).to(device).eval()
+    model.click_prior = click_prior
     model.predict(image)  # warm-up
     predict_ms = []
     for _ in range(predictions):
@@ -127,7 +134,7 @@ def time_preset(name: str, image: np.ndarray, poses: Poses, clicks: int, predict
         "click_ms_median": round(click_median, 2),
         "click_ms_p90": round(float(np.percentile(click_ms, 90)), 2),
         "speedup": round(predict_median / click_median, 2),
-        "clicks": clicks, "predictions": predictions,
+        "clicks": clicks, "predictions": predictions, "click_prior": click_prior is not None,
     }
 
 
@@ -148,17 +155,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="model input (shorter side); default: each preset's own test size")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--click-prior", default=None, metavar="CHECKPOINT",
+                        help="also time each preset's clicks with this checkpoint's click prior")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [machine(args.device)]
     print(json.dumps(rows[0]), flush=True)
     image, poses = render_people(args.size, args.persons)
+    priors = [None]
+    if args.click_prior:
+        from clickpose.model.checkpoint import read_click_prior
+
+        priors.append(read_click_prior(args.click_prior))
     for name in args.presets:
-        row = time_preset(name, image, poses, args.clicks, args.predictions, args.device,
-                          args.input_size)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for prior in priors:
+            row = time_preset(name, image, poses, args.clicks, args.predictions, args.device,
+                              args.input_size, click_prior=prior)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
 
 

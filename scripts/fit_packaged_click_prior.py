@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> dict:
         "persons_labelled": prior.persons_labelled, "persons_predicted": prior.persons_predicted,
         "fitted_by": f"python scripts/fit_packaged_click_prior.py --name {args.name} "
                      f"--data {args.data} --images {args.images}",
-        "measured_without": metrics.get("measured")}
+        # A package fitted before keeps the figures of its weights without any prior.
+        "measured_without": (metrics.get("click_prior") or {}).get("measured_without")
+        or metrics.get("measured")}
     metrics["measured"] = figures
     atomic_write_json(folder / CONFIG_FILE,
                       {**config, "metrics": metrics, "click_prior": prior.to_json()}, indent=2)

@@ -238,12 +238,16 @@ def test_latency_benchmark_runs(capsys):
 
     bench = load_bench("latency")
     rows = bench.main(["--presets", "tiny", "--size", "160", "--persons", "3", "--clicks", "3",
-                       "--predictions", "1", "--device", "cpu"])
+                       "--predictions", "1", "--device", "cpu",
+                       "--click-prior", "tiny-synthetic"])
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert printed == rows
     assert rows[0]["kind"] == "machine" and rows[0]["cores"] >= 1 and rows[0]["torch"]
-    assert rows[1]["preset"] == "tiny" and rows[1]["persons"] == 3
-    assert rows[1]["click_ms_median"] > 0 and rows[1]["predict_ms_median"] > 0
+    assert [(r["preset"], r["click_prior"]) for r in rows[1:]] == [("tiny", False),
+                                                                   ("tiny", True)]
+    for row in rows[1:]:
+        assert row["persons"] == 3
+        assert row["click_ms_median"] > 0 and row["predict_ms_median"] > 0
 
 
 def test_session_opens_with_the_full_prediction(model):

@@ -1,7 +1,7 @@
 """A click moves the rest of its person: the click prior (clickpose.model.click_prior)
 applied around the keypoint decoder, for the persons that have clicks.
 
-Before the decode, `reseeded_start`: each unclicked keypoint whose starting place is far
+Before the decode, `reseeded_starts`: each unclicked keypoint whose starting place is far
 less likely than the best place the heatmaps offer, under the pose prior conditioned on the
 clicks, starts from that place instead (a wrist on the other arm, once the elbow is
 clicked). After it, `propagated`: the decoder's unclicked keypoints move by the conditional
@@ -28,53 +28,56 @@ RESEED_MARGIN = 2.0
 RESEED_WIDEN = 4.0
 
 
-def conditioned_place(prior: ClickPrior, box: Tensor, start: Tensor, clicked: Tensor
-                      ) -> tuple[Tensor, Tensor]:
-    """Mean and variance (K, 2), normalized image coordinates, of each keypoint given the
-    clicked ones and the box (cxcywh normalized): the product of the Gaussians that each
-    clicked keypoint's pair statistics and the box layout put on it."""
-    wh = box[2:].double().clamp(min=1e-3)
-    start = start.double()
-    means = [box[:2].double()[None] + prior.layout_mean * wh]
-    variances = [prior.layout_var * wh ** 2]
-    for k in clicked.nonzero()[:, 0].tolist():
-        means.append(start[k][None] + prior.pair_mean[:, k] * wh)
-        variances.append(prior.pair_var[:, k] * wh ** 2)
-    precision = torch.stack([1.0 / (v * RESEED_WIDEN) for v in variances])   # (T, K, 2)
-    variance = 1.0 / precision.sum(0)
-    mean = (torch.stack(means) * precision).sum(0) * variance
+def conditioned_places(prior: ClickPrior, boxes: Tensor, starts: Tensor, clicked: Tensor
+                       ) -> tuple[Tensor, Tensor]:
+    """Mean and variance (P, K, 2), normalized image coordinates, of each person's keypoints
+    given its clicked ones and its box: the product of the Gaussians that each clicked
+    keypoint's pair statistics and the box layout put on a keypoint.
+    boxes (P, 4) cxcywh normalized; starts (P, K, 2) with the clicks written in; clicked
+    (P, K) bool."""
+    def like_boxes(t: Tensor) -> Tensor:  # the prior is kept in float64 on the CPU
+        return t.to(boxes.device, torch.float32)
+
+    wh = like_boxes(boxes[:, None, 2:]).clamp(min=1e-3)                    # (P, 1, 2)
+    layout_precision = 1.0 / (like_boxes(prior.layout_var) * wh ** 2 * RESEED_WIDEN)
+    layout_mean = like_boxes(boxes[:, None, :2]) + like_boxes(prior.layout_mean) * wh
+    # Pair terms for every (keypoint j, clicked keypoint k), zero weight where k is not clicked.
+    wh = wh[:, :, None]                                                    # (P, 1, 1, 2)
+    pair_mean = like_boxes(starts[:, None]) + like_boxes(prior.pair_mean) * wh  # (P, Kj, Kk, 2)
+    pair_precision = (like_boxes(clicked[:, None, :, None])
+                      / (like_boxes(prior.pair_var) * wh ** 2 * RESEED_WIDEN))
+    precision = layout_precision + pair_precision.sum(2)
+    variance = 1.0 / precision
+    mean = (layout_mean * layout_precision + (pair_mean * pair_precision).sum(2)) * variance
     return mean, variance
 
 
-def reseeded_start(prior: ClickPrior, heatmap: Tensor, offsets: Tensor | None, mask: Tensor,
-                   box: Tensor, start: Tensor, clicked: Tensor) -> Tensor:
-    """One person's starting pose (K, 2) normalized, with the clicks written in, after
+def reseeded_starts(prior: ClickPrior, heatmap: Tensor, offsets: Tensor | None, mask: Tensor,
+                    boxes: Tensor, starts: Tensor, clicked: Tensor) -> Tensor:
+    """Persons' starting poses (P, K, 2) normalized, with the clicks written in, after
     reseeding. heatmap (K, h, w) logits, offsets (K, 2, h, w) in cells or None, mask (h, w)
-    True on padding, box (4,) cxcywh normalized, clicked (K,) bool."""
-    mean, variance = conditioned_place(prior, box, start, clicked)
-    xs, ys = (c[0].double() for c in cell_centres(mask[None]))
-    log_prior = (-0.5 * (xs[None, None, :] - mean[:, None, None, 0]) ** 2
-                 / variance[:, None, None, 0]
-                 - 0.5 * (ys[None, :, None] - mean[:, None, None, 1]) ** 2
-                 / variance[:, None, None, 1])                                   # (K, h, w)
-    evidence = F.logsigmoid(heatmap.double()).masked_fill(mask[None], float("-inf"))
-    posterior = (evidence + log_prior).flatten(1)                              # (K, h*w)
-    best_score, best = posterior.max(1)
+    True on padding, boxes (P, 4) cxcywh normalized, clicked (P, K) bool."""
+    mean, variance = conditioned_places(prior, boxes, starts, clicked)
+    xs, ys = (c[0] for c in cell_centres(mask[None]))
+    log_x = -0.5 * (xs - mean[..., :1]) ** 2 / variance[..., :1]           # (P, K, w)
+    log_y = -0.5 * (ys - mean[..., 1:]) ** 2 / variance[..., 1:]           # (P, K, h)
+    evidence = F.logsigmoid(heatmap.float()).masked_fill(mask[None], float("-inf"))
+    posterior = (evidence + log_y[..., :, None] + log_x[..., None, :]).flatten(2)  # (P, K, hw)
+    best_score, best = posterior.max(-1)
     w = heatmap.shape[-1]
     row, col = best // w, best % w
-    valid_w, valid_h = (v[0].double() for v in valid_cells(mask[None]))
     place = torch.stack([xs[col], ys[row]], -1)
+    valid_w, valid_h = (v[0] for v in valid_cells(mask[None]))
     if offsets is not None:
-        keypoints = torch.arange(len(best), device=best.device)
-        place = place + torch.stack([offsets[keypoints, 0, row, col] / valid_w,
-                                     offsets[keypoints, 1, row, col] / valid_h], -1).double()
+        types = torch.arange(heatmap.shape[0], device=best.device).expand_as(best)
+        place = place + torch.stack([offsets[types, 0, row, col] / valid_w,
+                                     offsets[types, 1, row, col] / valid_h], -1)
     # The start's own score: the cell it lies in.
-    own_col = (start[:, 0].double() * valid_w).floor().clamp(0, valid_w - 1).long()
-    own_row = (start[:, 1].double() * valid_h).floor().clamp(0, valid_h - 1).long()
-    own_score = posterior.view(-1, *heatmap.shape[-2:])[
-        torch.arange(len(best), device=best.device), own_row, own_col]
+    own_col = (starts[..., 0] * valid_w).floor().clamp(0, valid_w - 1).long()
+    own_row = (starts[..., 1] * valid_h).floor().clamp(0, valid_h - 1).long()
+    own_score = posterior.gather(-1, (own_row * w + own_col)[..., None])[..., 0]
     move = (best_score - own_score > RESEED_MARGIN) & ~clicked
-    return torch.where(move[:, None], place.clamp(0.0, 1.0).to(start.dtype), start)
+    return torch.where(move[..., None], place.clamp(0.0, 1.0).to(starts.dtype), starts)
 
 
 def propagated(prior: ClickPrior, decoded: Tensor, start: Tensor,

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from clickpose.model.box_ops import box_cxcywh_to_xyxy, box_iou
-from clickpose.model.click_propagation import propagated, reseeded_start
+from clickpose.model.click_propagation import propagated, reseeded_starts
 from clickpose.model.clickpose_model import boxes_xyxy_to_normalized
 from clickpose.model.human_decoder import HumanState
 from clickpose.model.inference import EvalTransform, visibility_from_scores
@@ -317,16 +317,18 @@ class InteractiveSession:
 
     def _reseeded(self, keypoints: Tensor, pinned: Tensor) -> Tensor:
         """Starting poses (P, K, 2) with the clicked persons' implausible keypoints started
-        again from the heatmaps (clickpose.model.click_propagation.reseeded_start)."""
+        again from the heatmaps (clickpose.model.click_propagation.reseeded_starts)."""
         state = self._state
         if state.keypoint_heatmap is None:
             return keypoints
+        clicked = [i for i, p in enumerate(self._persons) if p.clicks]
+        if not clicked:
+            return keypoints
         offsets = None if state.keypoint_offsets is None else state.keypoint_offsets[0]
-        for i, p in enumerate(self._persons):
-            if p.clicks:
-                keypoints[i] = reseeded_start(self.click_prior, state.keypoint_heatmap[0],
-                                              offsets, state.heatmap_mask[0], p.box,
-                                              keypoints[i], pinned[i])
+        boxes = torch.stack([self._persons[i].box for i in clicked])
+        keypoints[clicked] = reseeded_starts(self.click_prior, state.keypoint_heatmap[0], offsets,
+                                             state.heatmap_mask[0], boxes, keypoints[clicked],
+                                             pinned[clicked])
         return keypoints
 
     def _propagate_clicks(self) -> None:

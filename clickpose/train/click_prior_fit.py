@@ -58,9 +58,10 @@ def residuals(model, record: ImageRecord, sigmas: np.ndarray) -> list[np.ndarray
 
 
 def fit_click_prior(model, data: str | Path, max_images: int = DEFAULT_IMAGES,
-                    progress: bool = False) -> ClickPrior:
-    """The click prior of `model` (eval mode is set for the predictions) on folder `data`."""
-    index = read_coco_dataset(data)
+                    progress: bool = False, skip_bad: bool = False) -> ClickPrior:
+    """The click prior of `model` (eval mode is set for the predictions) on folder `data`
+    (`skip_bad`: leave out the images and annotations a check finds bad, as training did)."""
+    index = read_coco_dataset(data, skip_bad=skip_bad)
     index.schema.require_same(model.schema, f"fit-click-prior: data {data}")
     with_persons = [r for r in index.records if (r.keypoints[:, :, 2] > 0).any()]
     if not with_persons:

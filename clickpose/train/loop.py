@@ -369,7 +369,8 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
 
     click_prior = None
     if parallel.main and cfg.click_prior_images and record is not None:
-        click_prior = fit_run_click_priors(out, cfg.data, cfg.click_prior_images, device, log)
+        click_prior = fit_run_click_priors(out, cfg.data, cfg.click_prior_images, device, log,
+                                           cfg.skip_bad)
     parallel.barrier()
     return {"out": str(out), "last": str(last_dir), "best": str(best_dir),
             "last_epoch": epoch, "best_metric": best, "click_prior": click_prior,
@@ -378,8 +379,8 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
             "history": _read_jsonl(metrics_path), "main": parallel.main}
 
 
-def fit_run_click_priors(out: Path, data: Path, images: int, device: torch.device, log
-                         ) -> dict:
+def fit_run_click_priors(out: Path, data: Path, images: int, device: torch.device, log,
+                         skip_bad: bool = False) -> dict:
     """Fit and store the click prior of the run's last/ and best/ checkpoints (once when
     they hold the same weights) on `images` training images; returns what was fitted."""
     from clickpose.model.checkpoint import attach_click_prior, load_model
@@ -394,7 +395,8 @@ def fit_run_click_priors(out: Path, data: Path, images: int, device: torch.devic
             continue
         sha = read_checkpoint_config(folder)["weights_sha256"]
         if sha not in fitted:
-            fitted[sha] = fit_click_prior(load_model(folder, device=device), data, images)
+            fitted[sha] = fit_click_prior(load_model(folder, device=device), data, images,
+                                          skip_bad=skip_bad)
         attach_click_prior(folder, fitted[sha])
         report[name] = {"persons_labelled": fitted[sha].persons_labelled,
                         "persons_predicted": fitted[sha].persons_predicted}
