@@ -206,3 +206,18 @@ def test_fit_click_prior_command_stores_it(fitted, tmp_path):
     result = CliRunner().invoke(app, ["fit-click-prior", "--checkpoint", str(tmp_path / "none"),
                                       "--data", str(data)])
     assert result.exit_code == 1 and "no model.safetensors" in result.output
+
+
+def test_eval_noc_refines_with_or_without_the_prior(tmp_path):
+    data = generate_dataset(tmp_path / "val", 6, seed=31, size=256, progress=False)
+    after = {}
+    for flag in ("--click-prior", "--no-click-prior"):
+        out = tmp_path / f"{flag}.json"
+        result = CliRunner().invoke(app, ["eval", "noc", "--data", str(data), "--checkpoint",
+                                          "tiny-synthetic", "--mode", "refine", flag,
+                                          "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        after[flag] = json.loads(out.read_text())["summary"]["dataset_ap_after"]
+    # The same clicks (the first round's, on the same first poses), other poses after them.
+    assert after["--click-prior"]["0"] == after["--no-click-prior"]["0"]
+    assert after["--click-prior"] != after["--no-click-prior"]

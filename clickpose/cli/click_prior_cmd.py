@@ -19,7 +19,7 @@ def fit_click_prior_command(
     data: Annotated[Path, Opt("--data", help="the images it was trained on (annotations.json "
                                              "+ images/)")],
     images: Annotated[int, Opt("--images", min=1, help="images the model predicts for the "
-                                                       "error model")] = 300,
+                                                       "error model")] = 1000,
     device: Annotated[str | None, Opt("--device", help="cpu | cuda (default: cuda if present)")]
     = None,
 ) -> None:

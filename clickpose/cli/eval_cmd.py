@@ -68,6 +68,9 @@ def eval_noc(
         "--min-score", help="drop persons scored below this")] = 0.0,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="write summary + per image (JSON)")] = None,
+    click_prior: Annotated[bool, typer.Option(
+        "--click-prior/--no-click-prior", help="refine: use the checkpoint's click prior, "
+        "when it has one")] = True,
 ) -> None:
     """Number of clicks: rounds of simulated correction until each image's AP reaches a target."""
     from clickpose.data.errors import DataError
@@ -117,9 +120,11 @@ def eval_noc(
                 editor_for = prediction_editors(results, dataset, schema, dt_where, where)
             else:
                 initial = poses_by_image(results, dataset, schema, dt_where, where)
-                editor_for = checkpoint_editors(checkpoint, data, dataset, mode, schema, initial)
+                editor_for = checkpoint_editors(checkpoint, data, dataset, mode, schema, initial,
+                                                use_click_prior=click_prior)
         elif checkpoint is not None and mode != "manual":
-            editor_for = checkpoint_editors(checkpoint, data, dataset, mode, schema)
+            editor_for = checkpoint_editors(checkpoint, data, dataset, mode, schema,
+                                            use_click_prior=click_prior)
         result = run_noc(dataset, editor_for, settings, schema, progress=True)
     except errors as e:
         fail(console, str(e))

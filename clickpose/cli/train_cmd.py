@@ -53,7 +53,7 @@ def train_command(
     click_prior_images: Annotated[int, Opt(
         "--click-prior-images", min=0, help="at the end, fit the checkpoints' click prior "
         "(what a click says about the rest of its person) on this many training images; "
-        "0: none")] = 300,
+        "0: none")] = 1000,
 ) -> None:
     """Train Click-Pose: AdamW, pose error modeling, human-feedback rounds, val AP per epoch.
 

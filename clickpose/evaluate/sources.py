@@ -35,12 +35,14 @@ def prediction_editors(results: list[dict], dataset: dict, schema: KeypointSchem
 
 def checkpoint_editors(checkpoint: str | Path, data_dir: str | Path, dataset: dict, mode: str,
                        schema: KeypointSchema, initial: dict[int, Poses] | None = None,
-                       device: str | None = None) -> Callable[[int], PoseEditor]:
+                       device: str | None = None, use_click_prior: bool = True
+                       ) -> Callable[[int], PoseEditor]:
     """editor_for(image_id) from a trained model (on `device`; default CUDA when present).
 
     refine: the model's interactive session (each click re-predicts the person);
     model-only: the model predicts once and clicks move only what they touch.
     `initial` poses (another detector's output) seed the sessions instead of the model's own.
+    use_click_prior: refine sessions apply the checkpoint's click prior when it has one.
     """
     try:
         from clickpose.model.checkpoint import load_model
@@ -64,10 +66,9 @@ def checkpoint_editors(checkpoint: str | Path, data_dir: str | Path, dataset: di
             raise EvalInputError(f"{path}: image {image_id} of the annotations is missing; "
                                  f"put it under {Path(data_dir) / 'images'}")
         image = load_image(path)  # a DataError names a file that cannot be decoded
-        if initial is not None:
-            session = model.session(image, initial_poses=initial[image_id])
-        else:
-            session = model.session(image)
+        initial_poses = None if initial is None else initial[image_id]
+        session = model.session(image, initial_poses=initial_poses,
+                                use_click_prior=use_click_prior)
         return session if mode == "refine" else ModelOnlyEditor(session.poses)
 
     return editor_for

@@ -17,7 +17,7 @@ from clickpose.data.coco import ImageRecord, load_image, read_coco_dataset
 from clickpose.model.click_prior import ClickPrior, box_scale, error_covariance, pose_prior
 from selection.oks import match_persons, oks_matrix
 
-DEFAULT_IMAGES = 300
+DEFAULT_IMAGES = 1000
 # A prediction this far from a person (OKS) is another person's or none: no residual.
 MIN_MATCH_OKS = 0.3
 

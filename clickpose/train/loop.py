@@ -93,7 +93,7 @@ class TrainConfig(BaseModel):
     ema_decay: float | None = None
     # At the end, the click prior of last/ and best/ is fitted on this many training images
     # (clickpose.model.click_prior; 0: none).
-    click_prior_images: int = Field(300, ge=0)
+    click_prior_images: int = Field(1000, ge=0)
 
 
 def pick_device(name: str | None) -> torch.device:
