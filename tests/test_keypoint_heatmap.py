@@ -63,6 +63,17 @@ def test_a_batch_draws_each_image_as_it_would_alone():
     assert not positive[1].any() and positive[0].sum() == 4 and positive[2].sum() == 1
 
 
+def test_a_batch_of_persons_without_labelled_keypoints_has_no_positives():
+    # COCO persons with a box and no keypoint (num_keypoints 0) fill whole batches of
+    # real data now and then: no blob to draw, and no error.
+    mask = torch.zeros(2, 8, 16, dtype=torch.bool)
+    tn = [_target([[[0.2, 0.3], [0.7, 0.6]]], weights=[[0.0, 0.0]]), _target(np.zeros((0, 2, 2)))]
+    targets, positive = heatmap_targets(tn, mask, SIGMAS)
+    assert not positive.any() and targets.max() == 0
+    logits = torch.zeros(2, 2, 8, 16)
+    assert torch.isfinite(heatmap_focal_loss(logits, mask, tn, SIGMAS))
+
+
 def test_loss_is_lower_for_the_map_that_peaks_on_the_keypoint():
     mask = torch.zeros(1, 8, 16, dtype=torch.bool)
     tn = [_target([[[55 / 160, 25 / 80], [135 / 160, 65 / 80]]])]

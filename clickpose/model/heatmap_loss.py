@@ -49,7 +49,7 @@ def heatmap_targets(tn: list[dict], mask: Tensor, sigmas: Tensor) -> tuple[Tenso
                         + (grid_y[None] - cy[:, None, None]) ** 2) / (2 * s[:, None, None] ** 2))
     # Overlapping persons: each cell keeps the larger value of its type.
     targets.view(batch * num_k, -1).scatter_reduce_(
-        0, (b * num_k + k)[:, None].expand(-1, h * w), blobs.view(len(k), -1), "amax")
+        0, (b * num_k + k)[:, None].expand(-1, h * w), blobs.view(len(k), h * w), "amax")
     px = cx.round().long().clamp(0, w - 1)
     py = cy.round().long().clamp(0, h - 1)
     inside = (cx > -0.5) & (cx < valid_w[b] - 0.5) & (cy > -0.5) & (cy < valid_h[b] - 0.5)
