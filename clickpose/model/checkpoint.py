@@ -90,12 +90,14 @@ def _check_model_config(model: dict, where: Path) -> None:
 
 
 def checkpoint_schema(path: str | Path) -> KeypointSchema:
-    config = read_checkpoint_config(path)
+    return _config_schema(read_checkpoint_config(path), checkpoint_folder(path))
+
+
+def _config_schema(config: dict, folder: Path) -> KeypointSchema:
     try:
         return KeypointSchema.model_validate(config["schema"])
     except ValueError as e:
-        raise CheckpointError(f"{checkpoint_folder(path) / CONFIG_FILE}: field 'schema': {e}") \
-            from None
+        raise CheckpointError(f"{folder / CONFIG_FILE}: field 'schema': {e}") from None
 
 
 def _sha256(data: bytes) -> str:
@@ -135,7 +137,7 @@ def attach_click_prior(path: str | Path, prior) -> Path:
     are); returns the folder."""
     folder = checkpoint_folder(path)
     config = read_checkpoint_config(folder)
-    schema = checkpoint_schema(folder)
+    schema = _config_schema(config, folder)
     if prior.num_keypoints != schema.num_keypoints:
         raise CheckpointError(f"{folder / CONFIG_FILE}: the click prior has "
                               f"{prior.num_keypoints} keypoints, the checkpoint's schema "
@@ -148,14 +150,18 @@ def attach_click_prior(path: str | Path, prior) -> Path:
 def read_click_prior(path: str | Path):
     """The checkpoint's ClickPrior, or None when it has none (fitted by `clickpose train`
     and `clickpose fit-click-prior`)."""
+    folder = checkpoint_folder(path)
+    return _config_click_prior(read_checkpoint_config(folder), folder)
+
+
+def _config_click_prior(config: dict, folder: Path):
     from clickpose.model.click_prior import ClickPrior, ClickPriorError
 
-    folder = checkpoint_folder(path)
-    config = read_checkpoint_config(folder)
     if "click_prior" not in config:
         return None
     try:
-        return ClickPrior.from_json(config["click_prior"], checkpoint_schema(folder).num_keypoints,
+        return ClickPrior.from_json(config["click_prior"],
+                                    _config_schema(config, folder).num_keypoints,
                                     str(folder / CONFIG_FILE))
     except ClickPriorError as e:
         raise CheckpointError(str(e)) from None
@@ -216,7 +222,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     except RuntimeError as e:
         raise CheckpointError(f"{folder / WEIGHTS_FILE}: the weights do not fit the architecture "
                               f"in {CONFIG_FILE}: {str(e).splitlines()[0]}") from None
-    model.click_prior = read_click_prior(folder)
+    model.click_prior = _config_click_prior(config, folder)
     return model.to(device).eval()
 
 
