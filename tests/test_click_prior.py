@@ -27,7 +27,7 @@ from clickpose.model.click_prior import (
     error_covariance,
     pose_prior,
 )
-from clickpose.model.click_propagation import propagated, reseeded_starts
+from clickpose.model.click_propagation import heatmap_evidence, propagated, reseeded_starts
 from clickpose.train.click_prior_fit import fit_click_prior
 
 
@@ -112,8 +112,8 @@ def test_a_click_reseeds_a_keypoint_on_the_wrong_limb_from_the_heatmaps():
     # Keypoint 1 starts on the left peak; the click puts keypoint 0 where the right one fits.
     start = torch.tensor([[right - 0.3, 0.53], [left, (8 + 0.5) / h]])
     def reseeded_start(prior, heatmap, offsets, mask, box, start, clicked):  # one person
-        return reseeded_starts(prior, heatmap, offsets, mask, box[None], start[None],
-                               clicked[None])[0]
+        return reseeded_starts(prior, heatmap_evidence(heatmap, mask), offsets, mask, box[None],
+                               start[None], clicked[None])[0]
 
     new = reseeded_start(prior, heatmap, None, mask, box, start, clicked)
     assert torch.equal(new[0], start[0])                   # a click is never reseeded

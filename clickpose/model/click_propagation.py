@@ -52,24 +52,29 @@ def conditioned_places(prior: ClickPrior, boxes: Tensor, starts: Tensor, clicked
     return mean, variance
 
 
-def reseeded_starts(prior: ClickPrior, heatmap: Tensor, offsets: Tensor | None, mask: Tensor,
+def heatmap_evidence(heatmap: Tensor, mask: Tensor) -> Tensor:
+    """(K, h, w) log-probability of each keypoint type in each cell, -inf on padding, from
+    the heatmap logits (K, h, w) and the mask (h, w): an image's, the same for every click."""
+    return F.logsigmoid(heatmap.float()).masked_fill(mask[None], float("-inf"))
+
+
+def reseeded_starts(prior: ClickPrior, evidence: Tensor, offsets: Tensor | None, mask: Tensor,
                     boxes: Tensor, starts: Tensor, clicked: Tensor) -> Tensor:
     """Persons' starting poses (P, K, 2) normalized, with the clicks written in, after
-    reseeding. heatmap (K, h, w) logits, offsets (K, 2, h, w) in cells or None, mask (h, w)
-    True on padding, boxes (P, 4) cxcywh normalized, clicked (P, K) bool."""
+    reseeding. evidence (K, h, w) from heatmap_evidence, offsets (K, 2, h, w) in cells or
+    None, mask (h, w) True on padding, boxes (P, 4) cxcywh normalized, clicked (P, K) bool."""
     mean, variance = conditioned_places(prior, boxes, starts, clicked)
     xs, ys = (c[0] for c in cell_centres(mask[None]))
     log_x = -0.5 * (xs - mean[..., :1]) ** 2 / variance[..., :1]           # (P, K, w)
     log_y = -0.5 * (ys - mean[..., 1:]) ** 2 / variance[..., 1:]           # (P, K, h)
-    evidence = F.logsigmoid(heatmap.float()).masked_fill(mask[None], float("-inf"))
     posterior = (evidence + log_y[..., :, None] + log_x[..., None, :]).flatten(2)  # (P, K, hw)
     best_score, best = posterior.max(-1)
-    w = heatmap.shape[-1]
+    w = evidence.shape[-1]
     row, col = best // w, best % w
     place = torch.stack([xs[col], ys[row]], -1)
     valid_w, valid_h = (v[0] for v in valid_cells(mask[None]))
     if offsets is not None:
-        types = torch.arange(heatmap.shape[0], device=best.device).expand_as(best)
+        types = torch.arange(evidence.shape[0], device=best.device).expand_as(best)
         place = place + torch.stack([offsets[types, 0, row, col] / valid_w,
                                      offsets[types, 1, row, col] / valid_h], -1)
     # The start's own score: the cell it lies in.

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from clickpose.model.box_ops import box_cxcywh_to_xyxy, box_iou
-from clickpose.model.click_propagation import propagated, reseeded_starts
+from clickpose.model.click_propagation import heatmap_evidence, propagated, reseeded_starts
 from clickpose.model.clickpose_model import boxes_xyxy_to_normalized
 from clickpose.model.human_decoder import HumanState
 from clickpose.model.inference import EvalTransform, visibility_from_scores
@@ -73,6 +73,7 @@ class InteractiveSession:
             raise ValueError(f"proposal_passes={proposal_passes}; at least one decoder pass")
         self.model = model
         self.click_prior = getattr(model, "click_prior", None) if use_click_prior else None
+        self._evidence: Tensor | None = None  # the heatmaps' log-probabilities, on first need
         self.adopt_candidate_iou = adopt_candidate_iou
         self.proposal_passes = proposal_passes
         self.schema = model.schema
@@ -324,9 +325,11 @@ class InteractiveSession:
         clicked = [i for i, p in enumerate(self._persons) if p.clicks]
         if not clicked:
             return keypoints
+        if self._evidence is None:
+            self._evidence = heatmap_evidence(state.keypoint_heatmap[0], state.heatmap_mask[0])
         offsets = None if state.keypoint_offsets is None else state.keypoint_offsets[0]
         boxes = torch.stack([self._persons[i].box for i in clicked])
-        keypoints[clicked] = reseeded_starts(self.click_prior, state.keypoint_heatmap[0], offsets,
+        keypoints[clicked] = reseeded_starts(self.click_prior, self._evidence, offsets,
                                              state.heatmap_mask[0], boxes, keypoints[clicked],
                                              pinned[clicked])
         return keypoints
