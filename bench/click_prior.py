@@ -24,22 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.evaluation import NOC_TARGETS, emit, first_images, ground_truth, measure_noc
 from bench.latency import machine
 from bench.train_synthetic import cached_dataset
-from clickpose.data.coco import load_image
-from clickpose.evaluate.editor import ModelOnlyEditor
+from clickpose.evaluate.sources import model_editors
 from clickpose.model.checkpoint import load_model
 from clickpose.train.click_prior_fit import DEFAULT_IMAGES, fit_click_prior
 
 CACHE = Path("work/bench_synth")
-
-
-def editors(model, data_dir: Path, dataset: dict, mode: str, use_click_prior: bool):
-    files = {im["id"]: data_dir / "images" / im["file_name"] for im in dataset["images"]}
-
-    def editor_for(image_id: int):
-        session = model.session(load_image(files[image_id]), use_click_prior=use_click_prior)
-        return session if mode == "refine" else ModelOnlyEditor(session.poses)
-
-    return editor_for
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,12 +57,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     dataset, schema = ground_truth(data)
     dataset = first_images(dataset, args.images)
-    arms = {"model-only": measure_noc(dataset, editors(model, data, dataset, "model-only", False),
-                                      "model-only", schema, "model-only"),
-            "refine": measure_noc(dataset, editors(model, data, dataset, "refine", False),
-                                  "refine", schema, "refine without click prior"),
-            "refine+prior": measure_noc(dataset, editors(model, data, dataset, "refine", True),
-                                        "refine", schema, "refine with click prior")}
+
+    def editors(mode: str, use_click_prior: bool):
+        return model_editors(model, data, dataset, mode, use_click_prior=use_click_prior)
+
+    arms = {"model-only": measure_noc(dataset, editors("model-only", False), "model-only",
+                                      schema, "model-only"),
+            "refine": measure_noc(dataset, editors("refine", False), "refine", schema,
+                                  "refine without click prior"),
+            "refine+prior": measure_noc(dataset, editors("refine", True), "refine", schema,
+                                        "refine with click prior")}
+
     def ratio(a: float, b: float) -> float | None:
         return round(a / b, 3) if b else None
 

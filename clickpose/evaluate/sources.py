@@ -53,11 +53,18 @@ def checkpoint_editors(checkpoint: str | Path, data_dir: str | Path, dataset: di
             "instead") from None
     import torch
 
-    from clickpose.data.coco import load_image
-
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # With the data's schema, a checkpoint trained on other keypoints is refused by name.
     model = load_model(Path(checkpoint), device=device, schema=schema)
+    return model_editors(model, data_dir, dataset, mode, initial, use_click_prior)
+
+
+def model_editors(model, data_dir: str | Path, dataset: dict, mode: str,
+                  initial: dict[int, Poses] | None = None, use_click_prior: bool = True
+                  ) -> Callable[[int], PoseEditor]:
+    """editor_for(image_id) from a model already loaded (checkpoint_editors says the rest)."""
+    from clickpose.data.coco import load_image
+
     files = {im["id"]: Path(data_dir) / "images" / im["file_name"] for im in dataset["images"]}
 
     def editor_for(image_id: int) -> PoseEditor:
