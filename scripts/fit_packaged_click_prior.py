@@ -18,8 +18,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit
@@ -32,7 +30,7 @@ from clickpose.model.checkpoint import (
 )
 from clickpose.model.pretrained import pretrained_folder
 from clickpose.train.click_prior_fit import DEFAULT_IMAGES, fit_click_prior
-from scripts.package_pretrained import measured
+from scripts.package_pretrained import measure_options, measured
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -40,11 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", required=True)
     parser.add_argument("--data", type=Path, required=True, help="its training images")
     parser.add_argument("--images", type=int, default=DEFAULT_IMAGES)
-    parser.add_argument("--val", type=Path, required=True, help="data to measure it on")
-    parser.add_argument("--noc-images", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = measure_options(parser, argv)
 
     folder = pretrained_folder(args.name)
     config = read_checkpoint_config(folder)

@@ -50,16 +50,24 @@ def measured(folder: Path, val: Path, noc_images: int) -> dict:
             "machine": machine("cpu")}
 
 
-def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--trained-by", required=True, help="the command that trained it")
+def measure_options(parser: argparse.ArgumentParser, argv: list[str] | None
+                    ) -> argparse.Namespace:
+    """Add the options of `measured` (--val, --noc-images, --threads), parse `argv` and set
+    torch's threads."""
     parser.add_argument("--val", type=Path, required=True, help="data to measure it on")
     parser.add_argument("--noc-images", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    return args
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--trained-by", required=True, help="the command that trained it")
+    args = measure_options(parser, argv)
 
     source = checkpoint_folder(args.checkpoint)
     record = {"trained_by": args.trained_by, "source_weights_sha256": hashlib.sha256(
