@@ -12,6 +12,13 @@ def _figure(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _nested(mapping: dict, *keys):
+    """mapping[k1][k2]... or None where a level is missing (a package of an older version)."""
+    for key in keys:
+        mapping = (mapping or {}).get(key)
+    return mapping
+
+
 def describe(name: str) -> list[str]:
     """The lines that present the packaged checkpoint `name`."""
     from clickpose.model.checkpoint import read_checkpoint_config
@@ -22,12 +29,10 @@ def describe(name: str) -> list[str]:
     metrics = config.get("metrics") or {}
     measured = metrics.get("measured") or {}
     ap = measured.get("ap") or {}
-    noc = measured.get("noc") or {}
-    refine = (noc.get("refine") or {}).get("NoC@90")
-    model_only = (noc.get("model-only") or {}).get("NoC@90")
+    refine = _nested(measured, "noc", "refine", "NoC@90")
+    model_only = _nested(measured, "noc", "model-only", "NoC@90")
     schema = config["schema"]
-    without = ((((metrics.get("click_prior") or {}).get("measured_without") or {})
-                .get("noc") or {}).get("refine") or {}).get("NoC@90")
+    without = _nested(metrics, "click_prior", "measured_without", "noc", "refine", "NoC@90")
     prior = "" if without is None else f" with its click prior ({_figure(without, 2)} without)"
     return [
         (f"[bold]{name}[/bold]  ({config['model'].get('preset', 'custom')}, "
