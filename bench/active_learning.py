@@ -182,11 +182,11 @@ def query_noise_passes(model, path: Path, passes: int, generator: torch.Generato
     images, mask, size = _image_tensor(model, path)
     state = model.encode(images, mask)
     humans = model.detect_humans(state)
-    out = [model.postprocess(model.decode_keypoints(state, humans), [size])[0]]
+    out = [model.postprocess(model.predict_keypoints(state, humans), [size])[0]]
     for _ in range(passes - 1):
         boxes = noise_boxes(humans.boxes[0], QUERY_NOISE, generator)[None]
         noisy = HumanState(humans.content, boxes, humans.logits)
-        out.append(model.postprocess(model.decode_keypoints(state, noisy), [size])[0])
+        out.append(model.postprocess(model.predict_keypoints(state, noisy), [size])[0])
     return out
 
 

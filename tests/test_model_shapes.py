@@ -116,14 +116,39 @@ def test_proposals_come_only_from_inside_each_image():
     assert torch.allclose(centres[1, 0, 0], torch.tensor(0.5 / valid_w), atol=1e-4)
 
 
+def test_a_prediction_decodes_keypoint_passes_times_each_from_the_last():
+    model = tiny_model(coco17())
+    assert model.config.keypoint_passes == 2  # the tiny preset's
+    images, mask = padded_batch()
+    with torch.no_grad():
+        predicted = model(images, mask)
+        state = model.encode(images, mask)
+        humans = model.detect_humans(state)
+        first = model.decode_keypoints(state, humans)
+        second = model.decode_keypoints(state, humans, init_keypoints=first["pred_keypoints"])
+    for key in ("pred_keypoints", "pred_boxes", "pred_visibility", "pred_scores"):
+        assert torch.allclose(predicted[key], second[key], atol=1e-6), key
+    assert not torch.allclose(predicted["pred_keypoints"], first["pred_keypoints"], atol=1e-4)
+    one_pass = model.config.model_copy(update={"keypoint_passes": 1})
+    model.config, kept = one_pass, model.config
+    try:
+        with torch.no_grad():
+            assert torch.allclose(model(images, mask)["pred_keypoints"], first["pred_keypoints"],
+                                  atol=1e-6)
+    finally:
+        model.config = kept
+
+
 def test_denoising_persons_are_invisible_to_normal_queries():
     schema = coco17()
     model = tiny_model(schema)
     images, mask = padded_batch()
     dn = make_dn(2, 6, schema.num_keypoints)
     with torch.no_grad():
-        plain = model(images, mask)
-        with_dn = model(images, mask, dn=dn)
+        state = model.encode(images, mask)
+        humans = model.detect_humans(state)
+        plain = model.decode_keypoints(state, humans)
+        with_dn = model.decode_keypoints(state, humans, dn=dn)
     for key in ("pred_logits", "pred_boxes", "pred_keypoints", "pred_visibility"):
         assert torch.allclose(plain[key], with_dn[key], atol=1e-5), key
         for a, b in zip(plain["aux_outputs"], with_dn["aux_outputs"]):

@@ -191,6 +191,21 @@ class ClickPose(nn.Module):
             outputs["dn"] = {**noised[-1], "aux_outputs": noised[:-1]}
         return outputs
 
+    def predict_keypoints(self, state: EncoderState, humans: HumanState) -> dict:
+        """The humans' predicted poses: `config.keypoint_passes` decodes, each starting from
+        the last one's keypoints (the first from the model's own start).
+        outputs["start_keypoints"]: where a decode must start to give these poses again, the
+        last pass's start (the poses themselves after a single pass): a session's clicks
+        decode from there, as training's feedback rounds decode from the model's pose."""
+        outputs = self.decode_keypoints(state, humans)
+        start = outputs
+        for _ in range(self.config.keypoint_passes - 1):
+            start = outputs
+            outputs = self.decode_keypoints(state, humans, init_keypoints=start["pred_keypoints"])
+        outputs["start_keypoints"] = start["pred_keypoints"]
+        outputs["start_boxes"] = start["pred_boxes"]
+        return outputs
+
     def forward(self, images: Tensor, mask: Tensor, dn: dict | None = None) -> dict:
         return self.outputs_and_state(images, mask, dn)[0]
 
@@ -199,7 +214,10 @@ class ClickPose(nn.Module):
         """The forward pass's outputs, and the encoder state they were decoded from."""
         state = self.encode(images, mask)
         humans = self.detect_humans(state)
-        outputs = self.decode_keypoints(state, humans, dn=dn)
+        if self.training or dn is not None:
+            outputs = self.decode_keypoints(state, humans, dn=dn)
+        else:
+            outputs = self.predict_keypoints(state, humans)
         if self.config.flip_test and not self.training and dn is None:
             outputs["pred_keypoints"] = self.flip_averaged_keypoints(images, mask, humans,
                                                                      outputs)

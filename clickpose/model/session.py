@@ -53,7 +53,7 @@ DRAWN_PROPOSAL_PASSES = 2
 class _Candidates:
     """Every person the human decoder proposed for the image, as first decoded."""
     boxes: Tensor                   # (N, 4) cxcywh normalized
-    keypoints: Tensor               # (N, K, 2) normalized
+    keypoints: Tensor               # (N, K, 2) normalized: where a decode of it starts
 
 
 class InteractiveSession:
@@ -100,8 +100,8 @@ class InteractiveSession:
         scores = outputs["pred_scores"][0]
         order = torch.argsort(scores, descending=True)
         order = order[scores[order] >= min_score][:max_persons]
-        persons = [_Person(content=humans.content[0, i], box=outputs["pred_boxes"][0, i],
-                           start_keypoints=outputs["pred_keypoints"][0, i], source="detected",
+        persons = [_Person(content=humans.content[0, i], box=outputs["start_boxes"][0, i],
+                           start_keypoints=outputs["start_keypoints"][0, i], source="detected",
                            score=float(scores[i]), candidate=i) for i in order.tolist()]
         picked = {k: v[:, order] for k, v in outputs.items() if k.startswith("pred_")}
         return persons, self._to_poses(picked, persons)
@@ -286,8 +286,8 @@ class InteractiveSession:
     def _decode_candidates(self) -> tuple[HumanState, dict]:
         """The human decoder's persons and their first decode; kept as the candidates."""
         humans = self.model.detect_humans(self._state)
-        outputs = self.model.decode_keypoints(self._state, humans)
-        self._candidates = _Candidates(outputs["pred_boxes"][0], outputs["pred_keypoints"][0])
+        outputs = self.model.predict_keypoints(self._state, humans)
+        self._candidates = _Candidates(outputs["start_boxes"][0], outputs["start_keypoints"][0])
         return humans, outputs
 
     def _decode(self) -> Poses:

@@ -1,0 +1,86 @@
+"""How many keypoint-decoder passes a prediction should run: one network, AP and NoC per count.
+
+    .venv/bin/python bench/keypoint_passes.py --checkpoint RUN/last [--passes 1,2,3]
+        [--data DIR] [--noc-images N] [--modes model-only,refine] [--threads 2]
+
+A prediction decodes the persons `keypoint_passes` times, each pass from the last one's
+keypoints (clickpose.model.clickpose_model.ClickPose.predict_keypoints); clicks re-run one
+pass from that prediction. For each count the checkpoint is evaluated as the synthetic bench
+evaluates its runs (AP of `clickpose predict`, NoC per mode on the first --noc-images), the
+weights untouched and only `keypoint_passes` changed in a copy of its config. Default data:
+the synthetic bench's tuning images (val seed 1005), where the count was chosen. Prints JSON
+lines: the machine, each evaluation's figures, and a summary per count (AP, NoC@90 per mode,
+refine / model-only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.evaluation import emit, evaluate_checkpoint
+from bench.latency import machine
+from bench.train_synthetic import cached_dataset
+from clickpose.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_folder
+
+CACHE = Path("work/bench_synth")
+TUNING_SEED = 1005
+
+
+def with_passes(checkpoint: Path, passes: int, folder: Path) -> Path:
+    """A view of `checkpoint` in `folder` whose config asks for `passes` decodes; the weights
+    are linked, not copied."""
+    source = checkpoint_folder(checkpoint)
+    config = json.loads((source / CONFIG_FILE).read_text())
+    config["model"]["keypoint_passes"] = passes
+    folder.mkdir(parents=True)
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    (folder / WEIGHTS_FILE).symlink_to((source / WEIGHTS_FILE).resolve())
+    return folder
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--passes", default="1,2,3")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="default: the synthetic bench's tuning images (val seed 1005)")
+    parser.add_argument("--noc-images", type=int, default=200)
+    parser.add_argument("--modes", default="model-only,refine")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    counts = [int(p) for p in args.passes.split(",")]
+    if not counts or min(counts) < 1:
+        parser.error(f"--passes {args.passes}: counts of at least 1, e.g. 1,2,3")
+    modes = tuple(args.modes.split(","))
+    torch.set_num_threads(args.threads)
+    emit(machine("cpu"))
+    data = args.data or cached_dataset(CACHE, 200, TUNING_SEED, 256)
+
+    summaries = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for passes in counts:
+            view = with_passes(args.checkpoint, passes, Path(scratch) / f"passes{passes}")
+            figures = evaluate_checkpoint(view, data, args.noc_images, "cpu", modes)
+            noc90 = {mode: figures["noc"][mode]["NoC@90"] for mode in modes}
+            summary = {"kind": "summary", "checkpoint": str(args.checkpoint), "data": str(data),
+                       "keypoint_passes": passes, "ap": round(figures["ap"], 4),
+                       "ap50": round(figures["ap_stats"]["AP50"], 4),
+                       "ap75": round(figures["ap_stats"]["AP75"], 4),
+                       **{f"noc90_{mode}": value for mode, value in noc90.items()}}
+            if {"model-only", "refine"} <= set(modes):
+                summary["refine_over_model_only_90"] = round(
+                    noc90["refine"] / noc90["model-only"], 3)
+            emit(summary)
+            summaries.append(summary)
+    return summaries
+
+
+if __name__ == "__main__":
+    main()
