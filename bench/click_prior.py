@@ -26,7 +26,8 @@ from bench.latency import machine
 from bench.train_synthetic import cached_dataset
 from clickpose.evaluate.sources import model_editors
 from clickpose.model.checkpoint import load_model
-from clickpose.train.click_prior_fit import DEFAULT_IMAGES, fit_click_prior
+from clickpose.train.click_prior_fit import fit_click_prior
+from clickpose.train.defaults import CLICK_PRIOR_IMAGES
 
 CACHE = Path("work/bench_synth")
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--checkpoint", default="tiny-synthetic")
     parser.add_argument("--fit-data", type=Path, default=None,
                         help="default: the synthetic bench's training images (seed 1)")
-    parser.add_argument("--fit-images", type=int, default=DEFAULT_IMAGES)
+    parser.add_argument("--fit-images", type=int, default=CLICK_PRIOR_IMAGES)
     parser.add_argument("--data", type=Path, default=None,
                         help="default: the synthetic bench's val images (seed 1001)")
     parser.add_argument("--images", type=int, default=None, help="the first N of --data")

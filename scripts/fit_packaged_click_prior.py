@@ -29,7 +29,8 @@ from clickpose.model.checkpoint import (
     read_checkpoint_config,
 )
 from clickpose.model.pretrained import pretrained_folder
-from clickpose.train.click_prior_fit import DEFAULT_IMAGES, fit_click_prior
+from clickpose.train.click_prior_fit import fit_click_prior
+from clickpose.train.defaults import CLICK_PRIOR_IMAGES
 from scripts.package_pretrained import measure_options, measured
 
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", required=True)
     parser.add_argument("--data", type=Path, required=True, help="its training images")
-    parser.add_argument("--images", type=int, default=DEFAULT_IMAGES)
+    parser.add_argument("--images", type=int, default=CLICK_PRIOR_IMAGES)
     args = measure_options(parser, argv)
 
     folder = pretrained_folder(args.name)

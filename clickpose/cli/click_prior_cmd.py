@@ -9,6 +9,7 @@ from rich.console import Console
 
 from clickpose.cli.main import app
 from clickpose.cli.output import fail
+from clickpose.train.defaults import CLICK_PRIOR_IMAGES
 
 Opt = typer.Option
 
@@ -19,7 +20,7 @@ def fit_click_prior_command(
     data: Annotated[Path, Opt("--data", help="the images it was trained on (annotations.json "
                                              "+ images/)")],
     images: Annotated[int, Opt("--images", min=1, help="images the model predicts for the "
-                                                       "error model")] = 1000,
+                                                       "error model")] = CLICK_PRIOR_IMAGES,
     device: Annotated[str | None, Opt("--device", help="cpu | cuda (default: cuda if present)")]
     = None,
 ) -> None:

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from clickpose.cli.main import app
 from clickpose.cli.output import fail
+from clickpose.train.defaults import CLICK_PRIOR_IMAGES
 
 Opt = typer.Option
 
@@ -53,7 +54,7 @@ def train_command(
     click_prior_images: Annotated[int, Opt(
         "--click-prior-images", min=0, help="at the end, fit the checkpoints' click prior "
         "(what a click says about the rest of its person) on this many training images; "
-        "0: none")] = 1000,
+        "0: none")] = CLICK_PRIOR_IMAGES,
 ) -> None:
     """Train Click-Pose: AdamW, pose error modeling, human-feedback rounds, val AP per epoch.
 

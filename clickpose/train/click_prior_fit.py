@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from clickpose.data.coco import ImageRecord, load_image, read_coco_dataset
 from clickpose.model.click_prior import ClickPrior, box_scale, error_covariance, pose_prior
+from clickpose.train.defaults import CLICK_PRIOR_IMAGES
 from selection.oks import match_persons, oks_matrix
 
-DEFAULT_IMAGES = 1000
 # A prediction this far from a person (OKS) is another person's or none: no residual.
 MIN_MATCH_OKS = 0.3
 
@@ -57,7 +57,7 @@ def residuals(model, record: ImageRecord, sigmas: np.ndarray) -> list[np.ndarray
     return out
 
 
-def fit_click_prior(model, data: str | Path, max_images: int = DEFAULT_IMAGES,
+def fit_click_prior(model, data: str | Path, max_images: int = CLICK_PRIOR_IMAGES,
                     progress: bool = False, skip_bad: bool = False) -> ClickPrior:
     """The click prior of `model` (eval mode is set for the predictions) on folder `data`
     (`skip_bad`: leave out the images and annotations a check finds bad, as training did)."""

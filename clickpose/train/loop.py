@@ -36,6 +36,7 @@ from clickpose.model.checkpoint import (
 )
 from clickpose.model.criterion import SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
+from clickpose.train.defaults import CLICK_PRIOR_IMAGES
 from clickpose.train.distributed import Distributed, join_process_group, leave_process_group
 from clickpose.train.ema import build_ema, evaluated
 from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
@@ -93,7 +94,7 @@ class TrainConfig(BaseModel):
     ema_decay: float | None = None
     # At the end, the click prior of last/ and best/ is fitted on this many training images
     # (clickpose.model.click_prior; 0: none).
-    click_prior_images: int = Field(1000, ge=0)
+    click_prior_images: int = Field(CLICK_PRIOR_IMAGES, ge=0)
 
 
 def pick_device(name: str | None) -> torch.device:

@@ -1,0 +1,8 @@
+"""Defaults that the training code and its CLI commands share, importable without torch (the
+CLI loads the heavy modules only when a command runs)."""
+from __future__ import annotations
+
+# Training images whose predictions fit a checkpoint's click prior (its error model): on the
+# synthetic bench's tuning images 300, 1,000 and 2,000 gave refine NoC@90 6.55, 6.27 and
+# 6.21 (docs/measurements.md); tiny fits 1,000 in about 40 s on a 2-core CPU.
+CLICK_PRIOR_IMAGES = 1000
