@@ -5,7 +5,7 @@
         [--out work/bench_runs/train_synthetic] [--threads N] [--workers 0] [--augment]
         [--lr 1.6e-3] [--lr-schedule step|cosine] [--batch-size 8] [--dn-groups 1] [--epochs 24] [--noc-images 200]
         [--heatmap-fine-level 1] [--no-heatmap-offsets] [--max-humans N] [--image-size PX]
-        [--score-target match|oks] [--no-feedback] [--feedback-max-rounds R] [--later-passes]
+        [--score-target match|oks] [--no-feedback] [--feedback-max-rounds R]
         [--model-option NAME=VALUE ...] [--ema-decay D] [--device cpu|cuda]
 
 The synthetic `photo` images are generated once per (count, seed, size) and reused from
@@ -149,8 +149,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--feedback-max-rounds", type=int, default=None,
                         help="most simulated click rounds of a feedback step (default: the "
                              "keypoint count, as the official code)")
-    parser.add_argument("--later-passes", action="store_true",
-                        help="train the keypoint decoder's later prediction passes too")
     parser.add_argument("--score-target", default="match", choices=("match", "oks"),
                         help="what person scores learn: 1 for a matched person, or its OKS")
     parser.add_argument("--workers", type=int, default=0,
@@ -190,7 +188,6 @@ def main(argv: list[str] | None = None) -> dict:
             batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, workers=args.workers,
             dn_groups=args.dn_groups, score_target=args.score_target,
             feedback=args.feedback, feedback_max_rounds=args.feedback_max_rounds,
-            later_passes=args.later_passes,
             model_overrides=overrides, image_size=args.image_size,
             # Square images: the longer side may grow with the shorter one.
             max_size=None if args.image_size is None else max(

@@ -63,7 +63,7 @@ class ModelConfig(BaseModel):
     # A prediction (batch or a session's first) runs the keypoint decoder this many times,
     # each pass from the last one's keypoints with the same weights; training's feedback
     # rounds teach a decode that starts from the model's own pose. Clicks re-run one pass,
-    # from the prediction (bench/results/keypoint_passes.jsonl).
+    # from the last pass's start (bench/results/keypoint_passes_*.jsonl).
     keypoint_passes: int = Field(1, ge=1)
     # Batch prediction only: decode every person again on the mirrored image and average
     # the two poses (test-time flip; about twice a prediction's cost). Sessions never flip.
@@ -112,8 +112,9 @@ PRESETS: dict[str, dict] = {
         # layers on AP and needs fewer refine clicks
         # (bench/results/train_synthetic_keypoint_layers*.jsonl).
         "keypoint_layers": 1,
-        # ... and at prediction two passes of it: AP +0.02 on the synthetic tuning images
-        # for three 30-minute networks, refine NoC as with one.
+        # ... and at prediction two passes of it: AP +0.019 and +0.025 on the synthetic
+        # tuning images for two 30-minute networks (a third pass gave some back), refine
+        # NoC as with one.
         "keypoint_passes": 2,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },

@@ -15,7 +15,7 @@ from clickpose.model.criterion import SetCriterion, normalize_targets
 from clickpose.model.pose_errors import ErrorProbs, build_dn_queries
 from clickpose.train.distributed import Distributed
 from clickpose.train.feature_cache import BackboneFeatureCache
-from clickpose.train.feedback import feedback_losses, keypoint_decoder_outputs
+from clickpose.train.feedback import feedback_losses
 
 
 @dataclass
@@ -27,9 +27,6 @@ class StepOptions:
     feedback_max_rounds: int | None = None
     clip_max_norm: float = 0.1
     amp_dtype: torch.dtype | None = None  # torch.bfloat16 on CUDA
-    # Train the keypoint decoder's later passes (config.keypoint_passes > 1) as a prediction
-    # runs them: each from the last pass's detached keypoints, with the first pass's losses.
-    later_passes: bool = False
 
 
 def targets_to(targets: list[dict], device: torch.device) -> list[dict]:
@@ -70,25 +67,9 @@ def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[d
             outputs["pred_quality"] = model.quality_logits(state, outputs)
         tn = normalize_targets(targets)
         losses = criterion(outputs, tn, dn_targets=dn_meta, normalized=True)
-        if options.later_passes:
-            losses.update(later_pass_losses(model, criterion, state, humans, outputs, tn))
         if options.feedback:
             losses.update(feedback_losses(model, criterion, state, humans, outputs, tn, generator,
                                           max_rounds=options.feedback_max_rounds))
-    return losses
-
-
-def later_pass_losses(model, criterion: SetCriterion, state, humans, outputs: dict,
-                      targets: list[dict]) -> dict[str, torch.Tensor]:
-    """Weighted `pass2_`, `pass3_` ... losses of the decodes a prediction runs after the first
-    (model.config.keypoint_passes), each started from the last one's keypoints, detached."""
-    losses = {}
-    keypoints = outputs["pred_keypoints"]
-    for index in range(2, model.config.keypoint_passes + 1):
-        later = model.decode_keypoints(state, humans, init_keypoints=keypoints.detach().float())
-        losses.update(criterion(keypoint_decoder_outputs(later), targets, normalized=True,
-                                prefix=f"pass{index}_"))
-        keypoints = later["pred_keypoints"]
     return losses
 
 

@@ -81,8 +81,6 @@ class TrainConfig(BaseModel):
     score_target: Literal["match", "oks"] = "match"  # oks: scores learn pose quality
     feedback: bool = True
     feedback_max_rounds: int | None = None
-    # Train the decoder passes a prediction runs after the first (ModelConfig.keypoint_passes).
-    later_passes: bool = False
     backbone_weights: str | None = None  # 'none' | 'lite0' | 'timm'; default: the preset's
     progress: bool = True
     max_steps_per_epoch: int | None = None
@@ -303,7 +301,6 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
 
     options = StepOptions(dn_groups=cfg.dn_groups, error_probs=ErrorProbs(),
                           feedback=cfg.feedback, feedback_max_rounds=cfg.feedback_max_rounds,
-                          later_passes=cfg.later_passes,
                           clip_max_norm=cfg.clip_max_norm, amp_dtype=amp_dtype)
     training_args = json.loads(cfg.model_dump_json())
     fingerprint = dataset_fingerprint(train_set)
