@@ -265,3 +265,20 @@ def test_session_opens_with_the_full_prediction(model):
     top = model.session(image, min_score=float(predicted.scores[2]))
     assert top.num_persons >= 3
     assert np.array_equal(top.poses.scores, session.poses.scores[:top.num_persons])
+
+
+def test_two_pass_predictions_show_better_first_poses_and_clicks_decode_as_with_one():
+    """keypoint_passes = 2: the session opens on the two-pass poses (what `predict` gives),
+    and a click decodes from the first pass's pose, as a one-pass session's click does."""
+    one = tiny_model()
+    two = tiny_model()
+    two.config = two.config.model_copy(update={"keypoint_passes": 2})
+    image = structured_image()
+    single, double = one.session(image, max_persons=4), two.session(image, max_persons=4)
+    predicted = two.predict(image)
+    assert not np.allclose(double.poses.keypoints, single.poses.keypoints)
+    # Persons in score order: the first is the prediction's best (never a duplicate).
+    np.testing.assert_allclose(double.poses.keypoints[0], predicted.keypoints[0], atol=1e-4)
+    after_single = single.click(0, "left_wrist", 100.0, 120.0)
+    after_double = double.click(0, "left_wrist", 100.0, 120.0)
+    np.testing.assert_allclose(after_double.keypoints, after_single.keypoints, atol=1e-4)

@@ -61,9 +61,10 @@ class ModelConfig(BaseModel):
     # (bench/results/train_synthetic_snap_*.jsonl); 0.08 helped before the offsets.
     heatmap_snap: float | None = Field(None, gt=0.0)
     # A prediction (batch or a session's first) runs the keypoint decoder this many times,
-    # each pass from the last one's keypoints with the same weights; training's feedback
-    # rounds teach a decode that starts from the model's own pose. Clicks re-run one pass,
-    # from the last pass's start (bench/results/keypoint_passes_*.jsonl).
+    # each pass from the last one's keypoints with the same weights; clicks re-run one
+    # pass, from the last pass's start. 2 gains 0.014-0.025 AP for tiny networks trained on
+    # synthetic people but costs 0.02-0.04 for those fine-tuned on coco-dev
+    # (bench/results/keypoint_passes_*.jsonl), so it is an option, not a preset's default.
     keypoint_passes: int = Field(1, ge=1)
     # Batch prediction only: decode every person again on the mirrored image and average
     # the two poses (test-time flip; about twice a prediction's cost). Sessions never flip.
@@ -112,10 +113,6 @@ PRESETS: dict[str, dict] = {
         # layers on AP and needs fewer refine clicks
         # (bench/results/train_synthetic_keypoint_layers*.jsonl).
         "keypoint_layers": 1,
-        # ... and at prediction two passes of it: AP +0.019 and +0.025 on the synthetic
-        # tuning images for two 30-minute networks (a third pass gave some back), refine
-        # NoC as with one.
-        "keypoint_passes": 2,
         "pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.5, 0.5, 0.5),
     },
     "lite0": {
