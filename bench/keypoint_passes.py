@@ -4,8 +4,8 @@
         [--data DIR] [--noc-images N] [--modes model-only,refine] [--threads 2]
 
 A prediction decodes the persons `keypoint_passes` times, each pass from the last one's
-keypoints (clickpose.model.clickpose_model.ClickPose.predict_keypoints); clicks re-run one
-pass from that prediction. For each count the checkpoint is evaluated as the synthetic bench
+keypoints (clickpose.model.clickpose_model.ClickPose.predict_keypoints); a session's clicks
+re-run one pass, from the last pass's start. For each count the checkpoint is evaluated as the synthetic bench
 evaluates its runs (AP of `clickpose predict`, NoC per mode on the first --noc-images), the
 weights untouched and only `keypoint_passes` changed in a copy of its config. Default data:
 the synthetic bench's tuning images (val seed 1005), where the count was chosen. Prints JSON
@@ -55,9 +55,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--modes", default="model-only,refine")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    counts = [int(p) for p in args.passes.split(",")]
+    try:
+        counts = [int(p) for p in args.passes.split(",")]
+    except ValueError:
+        counts = []
     if not counts or min(counts) < 1:
-        parser.error(f"--passes {args.passes}: counts of at least 1, e.g. 1,2,3")
+        parser.error(f"--passes {args.passes}: comma-separated counts of at least 1, e.g. 1,2,3")
     modes = tuple(args.modes.split(","))
     torch.set_num_threads(args.threads)
     emit(machine("cpu"))

@@ -2,6 +2,7 @@
 weights shared and only the config's count changed."""
 import json
 
+import pytest
 from bench_scripts import load_bench
 
 from clickpose.data.synthetic import generate_dataset
@@ -31,3 +32,10 @@ def test_the_bench_evaluates_each_count(tmp_path, capsys):
         assert 0.0 <= summary["ap"] <= 1.0
         assert summary["refine_over_model_only_90"] == round(
             summary["noc90_refine"] / summary["noc90_model-only"], 3)
+
+
+def test_bad_pass_counts_are_refused_by_name(capsys):
+    for bad in ("0,1", "two", ""):
+        with pytest.raises(SystemExit):
+            bench.main(["--checkpoint", "tiny-synthetic", "--passes", bad])
+        assert "--passes" in capsys.readouterr().err
