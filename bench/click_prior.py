@@ -23,13 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import NOC_TARGETS, emit, first_images, ground_truth, measure_noc
 from bench.latency import machine
-from bench.train_synthetic import cached_dataset
+from bench.train_synthetic import CACHE, cached_dataset
 from clickpose.evaluate.sources import model_editors
 from clickpose.model.checkpoint import load_model
 from clickpose.train.click_prior_fit import fit_click_prior
 from clickpose.train.defaults import CLICK_PRIOR_IMAGES
-
-CACHE = Path("work/bench_synth")
 
 
 def main(argv: list[str] | None = None) -> dict:

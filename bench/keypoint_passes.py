@@ -5,9 +5,10 @@
 
 A prediction decodes the persons `keypoint_passes` times, each pass from the last one's
 keypoints (clickpose.model.clickpose_model.ClickPose.predict_keypoints); a session's clicks
-re-run one pass, from the last pass's start. For each count the checkpoint is evaluated as the synthetic bench
-evaluates its runs (AP of `clickpose predict`, NoC per mode on the first --noc-images), the
-weights untouched and only `keypoint_passes` changed in a copy of its config. Default data:
+re-run one pass, from the last pass's start. For each count the checkpoint is evaluated as
+the synthetic bench evaluates its runs (AP of `clickpose predict`, NoC per mode on the first
+--noc-images), the weights untouched and only `keypoint_passes` changed in a copy of its
+config. Default data:
 the synthetic bench's tuning images (val seed 1005), where the count was chosen. Prints JSON
 lines: the machine, each evaluation's figures, and a summary per count (AP, NoC@90 per mode,
 refine / model-only).
@@ -26,10 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
-from bench.train_synthetic import cached_dataset
+from bench.train_synthetic import CACHE, cached_dataset
 from clickpose.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_folder
 
-CACHE = Path("work/bench_synth")
 TUNING_SEED = 1005
 
 

@@ -48,6 +48,8 @@ from clickpose.train.loop import TrainConfig, default_cpu_threads
 from clickpose.train.optim import LR_SCHEDULES
 
 STYLE = "photo"
+# Where the synthetic images are generated once and reused (the benches that read them too).
+CACHE = Path("work/bench_synth")
 AP_TARGET = 0.50
 NOC_RATIO_TARGET = 0.6
 # The train seed's images and the validation seed's never overlap: another seed draws
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "those of --seed. A run that ends its epochs inside the time "
                              "repeats exactly with the same seed: vary this to see the spread")
     parser.add_argument("--size", type=int, default=256, help="synthetic image size")
-    parser.add_argument("--cache", type=Path, default=Path("work/bench_synth"))
+    parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=Path("work/bench_runs/train_synthetic"))
     parser.add_argument("--epochs", type=int, default=24,
                         help="nominal length of the lr schedule, long enough that on a "
