@@ -214,11 +214,10 @@ class ClickPose(nn.Module):
         """The forward pass's outputs, and the encoder state they were decoded from."""
         state = self.encode(images, mask)
         humans = self.detect_humans(state)
-        if self.training or dn is not None:
-            outputs = self.decode_keypoints(state, humans, dn=dn)
-        else:
-            outputs = self.predict_keypoints(state, humans)
-        if self.config.flip_test and not self.training and dn is None:
+        predicting = not self.training and dn is None
+        outputs = (self.predict_keypoints(state, humans) if predicting
+                   else self.decode_keypoints(state, humans, dn=dn))
+        if self.config.flip_test and predicting:
             outputs["pred_keypoints"] = self.flip_averaged_keypoints(images, mask, humans,
                                                                      outputs)
         return outputs, state
