@@ -86,7 +86,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.clip_pool import clip_dataset, scene_of
 from bench.latency import machine
 from bench.mixed_pool import ap_by_look, check_share, look_of, mixed_dataset
-from bench.train_synthetic import VAL_SEED_OFFSET, cached_dataset
+from bench.synthetic_sets import CACHE, VAL_SEED_OFFSET, cached_dataset
 from clickpose.campaign import labels as label_sets
 from clickpose.campaign.config import CPU_MODEL, TrainSettings
 from clickpose.campaign.retrain import fine_tune
@@ -799,7 +799,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-seed", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=None,
                         help="parallel runs, one torch thread each (default: the cores)")
-    parser.add_argument("--cache", type=Path, default=Path("work/bench_synth"))
+    parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=Path("work/bench_runs/active_learning"))
     args = parser.parse_args(argv)
     check_share(args.photo_share, "--photo-share")

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, first_images, ground_truth
 from bench.latency import machine
+from bench.synthetic_sets import tuning_images
 from clickpose.evaluate import NocSettings, run_noc
 from clickpose.evaluate.inputs import keypoint_category
 from clickpose.evaluate.matching import TargetPersons
@@ -42,7 +43,6 @@ from clickpose.evaluate.sources import checkpoint_editors
 from clickpose.train.loop import default_cpu_threads
 from selection.oks import keypoint_similarities
 
-DEFAULT_DATA = Path("work/bench_synth/photo-v1.1-n200-s1005-256px")
 MOVED = 0.05           # an OKS term that changes by this much moved for real
 NOC_OKS = 0.9          # a person done, as AP 90 needs
 REPAIRED = 0.1         # a keypoint back within this fraction of the person scale
@@ -209,13 +209,15 @@ def pin_probe(model, data_dir: Path, images: int) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="default: the synthetic bench's tuning images (seed 1005)")
     parser.add_argument("--images", type=int, default=100, help="images for the NoC run")
     parser.add_argument("--probe-images", type=int, default=40)
     parser.add_argument("--large", type=float, default=0.15,
                         help="a large error: more than this x the person scale")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    args.data = args.data or tuning_images()
     torch.set_num_threads(args.threads or default_cpu_threads(0))
     device = "cuda" if torch.cuda.is_available() else "cpu"  # as checkpoint_editors picks
     emit(machine(device))

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import NOC_TARGETS, emit, first_images, ground_truth, measure_noc
 from bench.latency import machine
-from bench.train_synthetic import CACHE, cached_dataset
+from bench.synthetic_sets import train_images, val_images
 from clickpose.evaluate.sources import model_editors
 from clickpose.model.checkpoint import load_model
 from clickpose.train.click_prior_fit import fit_click_prior
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     emit(machine("cpu"))
-    fit_data = args.fit_data or cached_dataset(CACHE, 2000, 1, 256)
-    data = args.data or cached_dataset(CACHE, 200, 1001, 256)
+    fit_data = args.fit_data or train_images()
+    data = args.data or val_images()
 
     model = load_model(args.checkpoint)
     started = time.perf_counter()

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit
 from bench.latency import machine
-from bench.train_synthetic import cached_dataset
+from bench.synthetic_sets import CACHE, TRAIN_SEED, cached_dataset
 
 
 def clickpose_command() -> str:
@@ -71,12 +71,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=8, help="global: split over processes")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--size", type=int, default=256, help="synthetic image size")
-    parser.add_argument("--cache", type=Path, default=Path("work/bench_synth"))
+    parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args(argv)
     if args.epochs < 2 or args.batch_size % args.processes:
         raise SystemExit("--epochs must be at least 2 and --batch-size a multiple of --processes")
     emit(machine("cpu"))
-    data = cached_dataset(args.cache, args.images, 1, args.size)
+    data = cached_dataset(args.cache, args.images, TRAIN_SEED, args.size)
     arms = {"1_process": (1, args.processes), f"{args.processes}_processes": (args.processes, 1)}
     speeds: dict[str, list[float]] = {name: [] for name in arms}
     with tempfile.TemporaryDirectory(prefix="data-parallel-") as tmp:

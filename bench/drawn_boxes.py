@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, first_images, ground_truth
 from bench.latency import machine
+from bench.synthetic_sets import val_images
 from clickpose.evaluate import evaluate_ap
 from clickpose.evaluate.matching import TargetPersons
 from clickpose.model.checkpoint import load_model
@@ -42,7 +43,6 @@ SETTINGS = {
     "heatmaps-2-passes": {"adopt_candidate_iou": None, "proposal_passes": 2},
     "candidate-or-2": {},  # the session's defaults
 }
-DEFAULT_DATA = Path("work/bench_synth/photo-v1.1-n200-s1001-256px")
 
 
 def draw_every_person(model, image_path: Path, targets: TargetPersons, options: dict
@@ -94,15 +94,16 @@ def measure(model, dataset: dict, folder: Path, options: dict, limit: int | None
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="default: the synthetic bench's val images (seed 1001)")
     parser.add_argument("--images", type=int, default=None, help="the first N images only")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    args.data = args.data or val_images()
     if not (args.data / "annotations.json").is_file():
         raise SystemExit(f"{args.data}: no annotations.json; pass --data with a COCO "
-                         "person_keypoints folder (run bench/train_synthetic.py once to make "
-                         "the default one)")
+                         "person_keypoints folder")
     torch.set_num_threads(args.threads or default_cpu_threads(0))
     rows = [{**machine(args.device), "checkpoint": str(args.checkpoint), "data": str(args.data),
              "pid": os.getpid()}]

@@ -27,10 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
-from bench.train_synthetic import CACHE, cached_dataset
+from bench.synthetic_sets import tuning_images
 from clickpose.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_folder
-
-TUNING_SEED = 1005
 
 
 def with_passes(checkpoint: Path, passes: int, folder: Path) -> Path:
@@ -64,7 +62,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     modes = tuple(args.modes.split(","))
     torch.set_num_threads(args.threads)
     emit(machine("cpu"))
-    data = args.data or cached_dataset(CACHE, 200, TUNING_SEED, 256)
+    data = args.data or tuning_images()
 
     summaries = []
     with tempfile.TemporaryDirectory() as scratch:

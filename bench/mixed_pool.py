@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from bench.train_synthetic import cached_dataset
+from bench.synthetic_sets import cached_dataset
 from clickpose.campaign import labels as label_sets
 from clickpose.data.synthetic import GENERATOR_VERSION
 from clickpose.io import atomic_write_json, staged_folder

@@ -30,14 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
 from bench.model_options import parse_model_option
+from bench.synthetic_sets import train_images, tuning_images
 from bench.training_run import images_seen, run_training
 from clickpose.model.checkpoint import read_checkpoint_config
 from clickpose.model.presets import ModelConfig
 from clickpose.train.loop import TrainConfig, default_cpu_threads
-
-DEFAULT_DATA = Path("work/bench_synth/photo-v1.1-n2000-s1-256px")
-# The tuning set, not the bench's val images (seed 1001), which report the 30-minute runs.
-DEFAULT_VAL = Path("work/bench_synth/photo-v1.1-n200-s1005-256px")
 
 
 def parse_option(text: str, init: Path) -> tuple[str, object]:
@@ -92,8 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--init", type=Path, required=True, help="the common start")
     parser.add_argument("--option", required=True, help="NAME=VALUE, a ModelConfig field")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--val", type=Path, default=DEFAULT_VAL)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="default: the synthetic bench's training images (seed 1)")
+    parser.add_argument("--val", type=Path, default=None,
+                        help="default: the tuning images (seed 1005), not the val images "
+                             "(seed 1001) that report the 30-minute runs")
     parser.add_argument("--minutes", type=float, default=7.0, help="per arm")
     parser.add_argument("--epochs", type=int, default=16,
                         help="nominal schedule; the time limit ends it first")
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("work/bench_runs/option_ab"))
     args = parser.parse_args(argv)
+    args.data = args.data or train_images()
+    args.val = args.val or tuning_images()
     name, value = parse_option(args.option, args.init)
     args.threads = args.threads or default_cpu_threads(0)
     torch.set_num_threads(args.threads)

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
+from bench.synthetic_sets import train_images, val_images
 from clickpose.data import collate_batch, load_coco_dataset
 from clickpose.data.transforms import flip_resize_transforms
 from clickpose.model.checkpoint import (
@@ -38,7 +39,6 @@ from clickpose.model.pose_quality import quality_loss
 from clickpose.train.loop import default_cpu_threads
 
 HEAD = "pose_quality."
-SYNTH = Path("work/bench_synth")
 
 
 def network_with_fresh_head(checkpoint: Path):
@@ -85,13 +85,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=SYNTH / "photo-v1.1-n2000-s1-256px")
-    parser.add_argument("--val", type=Path, default=SYNTH / "photo-v1.1-n200-s1001-256px")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="default: the synthetic bench's training images (seed 1)")
+    parser.add_argument("--val", type=Path, default=None,
+                        help="default: the synthetic bench's val images (seed 1001)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    args.data = args.data or train_images()
+    args.val = args.val or val_images()
     torch.set_num_threads(args.threads or default_cpu_threads(0))
     torch.manual_seed(0)
     emit({**machine("cpu"), "checkpoint": str(args.checkpoint), "epochs": args.epochs})

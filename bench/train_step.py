@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit
 from bench.latency import machine
-from bench.train_synthetic import cached_dataset
+from bench.synthetic_sets import CACHE, TRAIN_SEED, cached_dataset
 from clickpose.data import collate_batch, load_coco_dataset
 from clickpose.data.transforms import flip_resize_transforms
 from clickpose.model import build_model
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--images", type=int, default=200, help="synthetic images to draw from")
     parser.add_argument("--size", type=int, default=256, help="synthetic image size")
-    parser.add_argument("--cache", type=Path, default=Path("work/bench_synth"))
+    parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--device", default="cpu",
                         help="cpu or cuda (bf16 autocast, each phase synchronised)")
     parser.add_argument("--compile", default="off",
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     emit(machine(args.device))
-    folder = cached_dataset(args.cache, args.images, 1, args.size)
+    folder = cached_dataset(args.cache, args.images, TRAIN_SEED, args.size)
     rig = StepRig(folder, args.batch_size, batches=BATCHES, device=args.device,
                   compile_mode=args.compile)
     started = time.perf_counter()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,8 +34,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
 from bench.model_options import parse_model_option
+from bench.synthetic_sets import (
+    CACHE,
+    EVAL_IMAGES,
+    SIZE,
+    STYLE,
+    TRAIN_IMAGES,
+    TRAIN_SEED,
+    VAL_SEED_OFFSET,
+    cached_dataset,
+)
 from bench.training_run import run_training
-from clickpose.data.synthetic import GENERATOR_VERSION, generate_dataset
 from clickpose.model.checkpoint import (
     load_model,
     read_checkpoint_config,
@@ -47,25 +55,8 @@ from clickpose.model.presets import preset_config
 from clickpose.train.loop import TrainConfig, default_cpu_threads
 from clickpose.train.optim import LR_SCHEDULES
 
-STYLE = "photo"
-# Where the synthetic images are generated once and reused (the benches that read them too).
-CACHE = Path("work/bench_synth")
 AP_TARGET = 0.50
 NOC_RATIO_TARGET = 0.6
-# The train seed's images and the validation seed's never overlap: another seed draws
-# other scenes.
-VAL_SEED_OFFSET = 1000
-
-
-def cached_dataset(cache: Path, images: int, seed: int, size: int, style: str = STYLE) -> Path:
-    """The synthetic folder for (style, images, seed, size), generated the first time (the
-    generator's version is in the name: a new version draws other scenes)."""
-    folder = cache / f"{style}-v{GENERATOR_VERSION}-n{images}-s{seed}-{size}px"
-    if (folder / "annotations.json").is_file():
-        return folder
-    if folder.exists():  # an interrupted generation: start again
-        shutil.rmtree(folder)
-    return generate_dataset(folder, images, seed=seed, style=style, size=size, progress=True)
 
 
 def model_overrides(args) -> dict:
@@ -106,15 +97,15 @@ def online_checkpoint(run: Path) -> Path | None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="training time limit")
-    parser.add_argument("--train-images", type=int, default=2000)
-    parser.add_argument("--val-images", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=1, help="train data seed (val: +1000)")
+    parser.add_argument("--train-images", type=int, default=TRAIN_IMAGES)
+    parser.add_argument("--val-images", type=int, default=EVAL_IMAGES)
+    parser.add_argument("--seed", type=int, default=TRAIN_SEED, help="train data seed (val: +1000)")
     parser.add_argument("--train-seed", type=int, default=0,
                         help="seed of the training's own random streams (initial weights, "
                              "batch order, pose noise, simulated clicks); the images stay "
                              "those of --seed. A run that ends its epochs inside the time "
                              "repeats exactly with the same seed: vary this to see the spread")
-    parser.add_argument("--size", type=int, default=256, help="synthetic image size")
+    parser.add_argument("--size", type=int, default=SIZE, help="synthetic image size")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=Path("work/bench_runs/train_synthetic"))
     parser.add_argument("--epochs", type=int, default=24,

@@ -21,7 +21,7 @@ def clip_pool():
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    from bench.train_synthetic import cached_dataset
+    from bench.synthetic_sets import cached_dataset
 
     return cached_dataset(tmp_path_factory.mktemp("scenes"), 3, seed=4, size=96, style="photo")
 
