@@ -25,6 +25,7 @@ from clickpose.model.click_prior import (
     ClickPrior,
     ClickPriorError,
     error_covariance,
+    pooled,
     pose_prior,
 )
 from clickpose.model.click_propagation import heatmap_evidence, propagated, reseeded_starts
@@ -75,6 +76,43 @@ def test_too_few_pairs_leave_a_statistic_uninformed():
     assert pair_var[1, 0].tolist() == [0.25, 0.25]
     cov = error_covariance(np.full((3, 2, 2), np.nan)).numpy()
     assert np.isfinite(cov).all() and np.linalg.eigvalsh(cov).min() > 0
+
+
+def fitted_on(offsets: np.ndarray, residuals: np.ndarray) -> ClickPrior:
+    pair_mean, pair_var, layout_mean, layout_var = pose_prior(offsets)
+    return ClickPrior(pair_mean, pair_var, layout_mean, layout_var,
+                      error_covariance(residuals, shrink=0.0), persons_labelled=len(offsets),
+                      persons_predicted=len(residuals))
+
+
+def test_pooling_takes_both_samples_and_caps_the_inherited_one():
+    rng = np.random.default_rng(1)
+    k = 3
+    # Two populations of persons: the inherited prior's and a fine-tune's own labels.
+    old = rng.normal((0.1, -0.2), 0.05, size=(400, k, 2))
+    new = rng.normal((0.2, -0.1), 0.08, size=(200, k, 2))
+    old_errors, new_errors = (rng.normal(0.0, s, size=(n, k, 2)) for s, n in
+                              ((0.02, 400), (0.04, 200)))
+    inherited, fitted = fitted_on(old, old_errors), fitted_on(new, new_errors)
+    both = fitted_on(np.concatenate([old, new]), np.concatenate([old_errors, new_errors]))
+    # Uncapped, the pool is the prior of all persons together (mean and spread).
+    pool = pooled(fitted, inherited, inherited_persons=10_000)
+    assert pool.persons_labelled == 600 and pool.persons_predicted == 600
+    for name in ("pair_mean", "pair_var", "layout_mean", "layout_var"):
+        torch.testing.assert_close(getattr(pool, name), getattr(both, name), rtol=0.01,
+                                   atol=1e-4)
+    torch.testing.assert_close(pool.error_cov, both.error_cov, rtol=0.05, atol=2e-5)
+    # Capped, the inherited persons count as the cap: the fine-tune's own data weighs more.
+    capped = pooled(fitted, inherited, inherited_persons=100)
+    assert capped.persons_labelled == 300
+    weight = 200 / 300
+    torch.testing.assert_close(capped.layout_mean, weight * fitted.layout_mean
+                               + (1 - weight) * inherited.layout_mean)
+    spread = (capped.layout_var - weight * fitted.layout_var
+              - (1 - weight) * inherited.layout_var)
+    assert (spread > 0).all()  # the two means differ: the mixture is wider than either part
+    with pytest.raises(ClickPriorError, match="3-keypoint.*2-keypoint"):
+        pooled(fitted, fitted_on(old[:, :2], old_errors[:, :2]), 100)
 
 
 def test_a_click_moves_the_other_keypoints_by_their_expected_error():
@@ -206,6 +244,19 @@ def test_fit_click_prior_command_stores_it(fitted, tmp_path):
     result = CliRunner().invoke(app, ["fit-click-prior", "--checkpoint", str(tmp_path / "none"),
                                       "--data", str(data)])
     assert result.exit_code == 1 and "no model.safetensors" in result.output
+    # Pooled with the prior of the checkpoint it came from: both samples of persons count.
+    own = read_click_prior(folder).persons_labelled
+    tuned = save_checkpoint(tmp_path / "tuned", model)
+    result = CliRunner().invoke(app, ["fit-click-prior", "--checkpoint", str(tuned), "--data",
+                                      str(data), "--images", "2", "--pool-with", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert read_click_prior(tuned).persons_labelled == 2 * own
+    # A start without a prior is named, and nothing is written.
+    bare = save_checkpoint(tmp_path / "bare", model)
+    result = CliRunner().invoke(app, ["fit-click-prior", "--checkpoint", str(bare), "--data",
+                                      str(data), "--pool-with", str(bare)])
+    assert result.exit_code == 1 and "--pool-with" in result.output
+    assert read_click_prior(bare) is None
 
 
 def test_eval_noc_refines_with_or_without_the_prior(tmp_path):

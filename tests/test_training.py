@@ -197,9 +197,37 @@ def test_run_folder_resume_predict(data, tmp_path):
           log=lambda *_: None)
     grown_cfg = json.loads((adapted / "last" / "config.json").read_text())
     assert grown_cfg["schema"]["keypoints"][-1] == "head_top"
+    # Its click prior is its own (the inherited one has other keypoints).
+    assert grown_cfg["click_prior"]["num_keypoints"] == 18
     # ... but a checkpoint with more keypoints than the data is refused, naming both.
     with pytest.raises(SchemaError, match="neither"):
         train(_config(data, tmp_path / "bad", init=adapted / "last"), log=lambda *_: None)
+
+
+def test_a_fine_tune_pools_its_fit_with_the_inherited_click_prior(data, tmp_path):
+    start = tmp_path / "start"
+    train(_config(data, start), log=lambda *_: None)
+    inherited = json.loads((start / "last" / "config.json").read_text())["click_prior"]
+    persons = inherited["persons_labelled"]
+    # Without a fit of its own the fine-tune keeps the prior it started from...
+    kept = tmp_path / "kept"
+    train(_config(data, kept, init=start / "last", click_prior_images=0), log=lambda *_: None)
+    for name in ("last", "best"):
+        config = json.loads((kept / name / "config.json").read_text())
+        assert config["click_prior"] == inherited
+    # ... and with one, the inherited prior counts beside the persons of its own data.
+    pooled = tmp_path / "pooled"
+    summary = train(_config(data, pooled, init=start / "last"), log=lambda *_: None)
+    config = json.loads((pooled / "last" / "config.json").read_text())
+    assert summary["click_prior"]["last"]["persons_labelled"] == 2 * persons
+    assert config["click_prior"]["persons_labelled"] == 2 * persons
+    # A fine-tune stopped before its end keeps the inherited prior through --resume.
+    stopped = tmp_path / "stopped"
+    train(_config(data, stopped, init=start / "last", click_prior_images=0), log=lambda *_: None)
+    train(_config(data, stopped, epochs=2, resume=True, click_prior_images=0),
+          log=lambda *_: None)
+    config = json.loads((stopped / "last" / "config.json").read_text())
+    assert config["training"]["epochs"] == 2 and config["click_prior"] == inherited
 
 
 def test_resumable_epoch_names_a_damaged_training_state(tmp_path):

@@ -53,8 +53,9 @@ def train_command(
         "--skip-bad", help="leave out bad images/annotations instead of stopping")] = False,
     click_prior_images: Annotated[int, Opt(
         "--click-prior-images", min=0, help="at the end, fit the checkpoints' click prior "
-        "(what a click says about the rest of its person) on this many training images; "
-        "0: none")] = CLICK_PRIOR_IMAGES,
+        "(what a click says about the rest of its person) on this many training images, "
+        "pooled with the prior inherited from --init; 0: no fit (a run from --init keeps "
+        "the inherited prior)")] = CLICK_PRIOR_IMAGES,
 ) -> None:
     """Train Click-Pose: AdamW, pose error modeling, human-feedback rounds, val AP per epoch.
 

@@ -98,6 +98,41 @@ class ClickPrior:
                    max_error=float(data.get("max_error", MAX_PROPAGATED_ERROR)))
 
 
+def pooled(fitted: ClickPrior, inherited: ClickPrior, inherited_persons: int) -> ClickPrior:
+    """`fitted` and `inherited` taken as two samples of persons: each mean weighted by the
+    persons behind it (the inherited prior's counting at most `inherited_persons`), each
+    variance that of the mixture (within plus between), the error covariances weighted by
+    the predicted persons the same way."""
+    if fitted.num_keypoints != inherited.num_keypoints:
+        raise ClickPriorError(f"cannot pool a {fitted.num_keypoints}-keypoint click prior with "
+                              f"a {inherited.num_keypoints}-keypoint one")
+
+    def share(new: int, old: int) -> tuple[float, int]:
+        old = min(old, inherited_persons)
+        return (new / (new + old) if new + old else 1.0), old
+
+    w, old_labelled = share(fitted.persons_labelled, inherited.persons_labelled)
+    we, old_predicted = share(fitted.persons_predicted, inherited.persons_predicted)
+
+    def mean(a: Tensor, b: Tensor) -> Tensor:
+        return w * a + (1 - w) * b
+
+    def variance(va: Tensor, vb: Tensor, ma: Tensor, mb: Tensor) -> Tensor:
+        return w * va + (1 - w) * vb + w * (1 - w) * (ma - mb) ** 2
+
+    return ClickPrior(
+        pair_mean=mean(fitted.pair_mean, inherited.pair_mean),
+        pair_var=variance(fitted.pair_var, inherited.pair_var, fitted.pair_mean,
+                          inherited.pair_mean),
+        layout_mean=mean(fitted.layout_mean, inherited.layout_mean),
+        layout_var=variance(fitted.layout_var, inherited.layout_var, fitted.layout_mean,
+                            inherited.layout_mean),
+        error_cov=we * fitted.error_cov + (1 - we) * inherited.error_cov,
+        persons_labelled=fitted.persons_labelled + old_labelled,
+        persons_predicted=fitted.persons_predicted + old_predicted,
+        max_error=fitted.max_error)
+
+
 def pose_prior(offsets_in_box: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Labelled persons (P, K, 2), each keypoint minus its box centre in box widths and
     heights, NaN where unlabelled -> pair_mean, pair_var (K, K, 2), layout_mean, layout_var

@@ -14,8 +14,14 @@ import numpy as np
 from tqdm import tqdm
 
 from clickpose.data.coco import ImageRecord, load_image, read_coco_dataset
-from clickpose.model.click_prior import ClickPrior, box_scale, error_covariance, pose_prior
-from clickpose.train.defaults import CLICK_PRIOR_IMAGES
+from clickpose.model.click_prior import (
+    ClickPrior,
+    box_scale,
+    error_covariance,
+    pooled,
+    pose_prior,
+)
+from clickpose.train.defaults import CLICK_PRIOR_IMAGES, CLICK_PRIOR_INHERITED_PERSONS
 from selection.oks import match_persons, oks_matrix
 
 # A prediction this far from a person (OKS) is another person's or none: no residual.
@@ -58,9 +64,12 @@ def residuals(model, record: ImageRecord, sigmas: np.ndarray) -> list[np.ndarray
 
 
 def fit_click_prior(model, data: str | Path, max_images: int = CLICK_PRIOR_IMAGES,
-                    progress: bool = False, skip_bad: bool = False) -> ClickPrior:
+                    progress: bool = False, skip_bad: bool = False,
+                    inherited: ClickPrior | None = None) -> ClickPrior:
     """The click prior of `model` (eval mode is set for the predictions) on folder `data`
-    (`skip_bad`: leave out the images and annotations a check finds bad, as training did)."""
+    (`skip_bad`: leave out the images and annotations a check finds bad, as training did),
+    pooled with `inherited` when given (the prior of the checkpoint `model` was fine-tuned
+    from: a few labels adjust it rather than replace it)."""
     index = read_coco_dataset(data, skip_bad=skip_bad)
     index.schema.require_same(model.schema, f"fit-click-prior: data {data}")
     with_persons = [r for r in index.records if (r.keypoints[:, :, 2] > 0).any()]
@@ -81,7 +90,9 @@ def fit_click_prior(model, data: str | Path, max_images: int = CLICK_PRIOR_IMAGE
         model.train(was_training)
     num_keypoints = index.schema.num_keypoints
     stacked = np.stack(errors) if errors else np.full((0, num_keypoints, 2), np.nan)
-    return ClickPrior(pair_mean=pair_mean, pair_var=pair_var, layout_mean=layout_mean,
-                      layout_var=layout_var, error_cov=error_covariance(stacked),
-                      persons_labelled=len(offsets),
-                      persons_predicted=len(errors))
+    fitted = ClickPrior(pair_mean=pair_mean, pair_var=pair_var, layout_mean=layout_mean,
+                        layout_var=layout_var, error_cov=error_covariance(stacked),
+                        persons_labelled=len(offsets), persons_predicted=len(errors))
+    if inherited is None:
+        return fitted
+    return pooled(fitted, inherited, CLICK_PRIOR_INHERITED_PERSONS)

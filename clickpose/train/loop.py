@@ -30,6 +30,7 @@ from clickpose.model.checkpoint import (
     load_training_state,
     no_resume_advice,
     read_checkpoint_config,
+    read_click_prior,
     read_weights,
     save_checkpoint,
     save_training_state,
@@ -93,7 +94,8 @@ class TrainConfig(BaseModel):
     # weights themselves); see clickpose.train.ema.
     ema_decay: float | None = None
     # At the end, the click prior of last/ and best/ is fitted on this many training images
-    # (clickpose.model.click_prior; 0: none).
+    # and pooled with the one inherited from --init (clickpose.model.click_prior; 0: no fit,
+    # the checkpoints keep what they inherited).
     click_prior_images: int = Field(CLICK_PRIOR_IMAGES, ge=0)
 
 
@@ -167,6 +169,10 @@ def make_model(cfg: TrainConfig, schema: KeypointSchema) -> tuple[torch.nn.Modul
                                           **overrides), schema)
     if cfg.init is not None:
         init_report = init_from_checkpoint(model, cfg.init)
+        if not init_report["adapted"]:
+            # Inherited, so the run's checkpoints carry it until the fit at the end pools
+            # the run's own data with it (clickpose.model.click_prior.pooled).
+            model.click_prior = read_click_prior(cfg.init)
     return model, init_report
 
 
@@ -233,6 +239,7 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
         _check_resume_schema(last_dir, schema, cfg.data)
         model = build_from_config(read_checkpoint_config(last_dir))
         model.load_state_dict(read_weights(last_dir))
+        model.click_prior = read_click_prior(last_dir)  # what it inherited, kept on
         init_report = {}
     else:
         model, init_report = make_model(cfg, schema)
@@ -383,7 +390,8 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
 def fit_run_click_priors(out: Path, data: Path, images: int, device: torch.device, log,
                          skip_bad: bool = False) -> dict:
     """Fit and store the click prior of the run's last/ and best/ checkpoints (once when
-    they hold the same weights) on `images` training images; returns what was fitted."""
+    they hold the same weights) on `images` training images, pooled with the prior they
+    inherited from --init if any; returns what was fitted."""
     from clickpose.model.checkpoint import attach_click_prior, load_model
     from clickpose.train.click_prior_fit import fit_click_prior
 
@@ -396,8 +404,9 @@ def fit_run_click_priors(out: Path, data: Path, images: int, device: torch.devic
             continue
         sha = read_checkpoint_config(folder)["weights_sha256"]
         if sha not in fitted:
-            fitted[sha] = fit_click_prior(load_model(folder, device=device), data, images,
-                                          skip_bad=skip_bad)
+            model = load_model(folder, device=device)
+            fitted[sha] = fit_click_prior(model, data, images, skip_bad=skip_bad,
+                                          inherited=model.click_prior)
         attach_click_prior(folder, fitted[sha])
         report[name] = {"persons_labelled": fitted[sha].persons_labelled,
                         "persons_predicted": fitted[sha].persons_predicted}
