@@ -1,0 +1,89 @@
+"""A fine-tune's click prior: its own fit, the prior it inherited, or the two pooled.
+
+    .venv/bin/python bench/click_prior_pooling.py --checkpoint C --fit-data DIR --data DIR
+        [--inherited tiny-synthetic] [--caps 100,300,1000] [--fit-images 1000] [--images N]
+        [--threads 2]
+
+A checkpoint fine-tuned on few labels (a campaign round's, a model fitted on coco-dev) is
+measured in refine mode on --data, one process, with: no prior; its own fit on --fit-data
+(its training labels: what `clickpose train` kept before pooling); the prior of --inherited
+(the checkpoint it was fine-tuned from) alone; and the two pooled, the inherited prior
+counted as at most each of --caps persons (clickpose.model.click_prior.pooled; training
+pools with CLICK_PRIOR_INHERITED_PERSONS). Prints JSON lines: the machine, the fit, each NoC
+run and a summary with NoC@85/90/95 per arm.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.evaluation import NOC_TARGETS, emit, first_images, ground_truth, measure_noc
+from bench.latency import machine
+from clickpose.evaluate.sources import model_editors
+from clickpose.model.checkpoint import load_model, read_click_prior
+from clickpose.model.click_prior import pooled
+from clickpose.train.click_prior_fit import fit_click_prior
+from clickpose.train.defaults import CLICK_PRIOR_IMAGES, CLICK_PRIOR_INHERITED_PERSONS
+
+
+def parse_caps(text: str, parser: argparse.ArgumentParser) -> list[int]:
+    try:
+        caps = [int(c) for c in text.split(",")]
+    except ValueError:
+        caps = []
+    if not caps or min(caps) < 1:
+        parser.error(f"--caps {text}: comma-separated person counts of at least 1, e.g. 100,300")
+    return caps
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="the fine-tuned checkpoint")
+    parser.add_argument("--fit-data", type=Path, required=True,
+                        help="the labels it was fine-tuned on")
+    parser.add_argument("--data", type=Path, required=True, help="the images to measure on")
+    parser.add_argument("--inherited", default="tiny-synthetic",
+                        help="the checkpoint it was fine-tuned from (its click prior)")
+    parser.add_argument("--caps", default=f"100,{CLICK_PRIOR_INHERITED_PERSONS},1000")
+    parser.add_argument("--fit-images", type=int, default=CLICK_PRIOR_IMAGES)
+    parser.add_argument("--images", type=int, default=None, help="the first N of --data")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    caps = parse_caps(args.caps, parser)
+    inherited = read_click_prior(args.inherited)
+    if inherited is None:
+        parser.error(f"--inherited {args.inherited}: that checkpoint has no click prior")
+    torch.set_num_threads(args.threads)
+    emit(machine("cpu"))
+
+    model = load_model(args.checkpoint)
+    started = time.perf_counter()
+    own = fit_click_prior(model, args.fit_data, args.fit_images)
+    emit({"kind": "fit", "checkpoint": str(args.checkpoint), "data": str(args.fit_data),
+          "persons_labelled": own.persons_labelled, "persons_predicted": own.persons_predicted,
+          "inherited": str(args.inherited), "inherited_persons": inherited.persons_labelled,
+          "seconds": round(time.perf_counter() - started, 1)})
+
+    arms = {"none": None, "own": own, "inherited": inherited,
+            **{f"pooled_{cap}": pooled(own, inherited, cap) for cap in caps}}
+    dataset, schema = ground_truth(args.data)
+    dataset = first_images(dataset, args.images)
+    summary = {"kind": "summary", "checkpoint": str(args.checkpoint), "data": str(args.data)}
+    for arm, prior in arms.items():
+        model.click_prior = prior
+        result = measure_noc(dataset, model_editors(model, args.data, dataset, "refine"),
+                             "refine", schema, f"click prior: {arm}")
+        summary["n_images"] = result["n_images"]  # those with annotated persons
+        summary[arm] = {f"NoC@{t}": result[f"NoC@{t}"] for t in NOC_TARGETS}
+    emit(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
