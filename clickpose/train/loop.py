@@ -391,7 +391,7 @@ def fit_run_click_priors(out: Path, data: Path, images: int, device: torch.devic
                          skip_bad: bool = False) -> dict:
     """Fit and store the click prior of the run's last/ and best/ checkpoints (once when
     they hold the same weights) on `images` training images, pooled with the prior they
-    inherited from --init if any; returns what was fitted."""
+    carry (the one inherited from --init) if any; returns what was fitted."""
     from clickpose.model.checkpoint import attach_click_prior, load_model
     from clickpose.train.click_prior_fit import fit_click_prior
 
