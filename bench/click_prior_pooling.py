@@ -4,12 +4,14 @@
         [--inherited tiny-synthetic] [--caps 100,300,1000] [--fit-images 1000] [--images N]
         [--threads 2]
 
-A checkpoint fine-tuned on few labels (a campaign round's, a model fitted on coco-dev) is
-measured in refine mode on --data, one process, with: no prior; its own fit on --fit-data
-(its training labels: what `clickpose train` kept before pooling); the prior of --inherited
-(the checkpoint it was fine-tuned from) alone; and the two pooled, the inherited prior
-counted as at most each of --caps persons (clickpose.model.click_prior.pooled; training
-pools with CLICK_PRIOR_INHERITED_PERSONS). Prints JSON lines: the machine, the fit, each NoC
+A checkpoint fine-tuned on few labels (a campaign round's, a model fitted on coco-dev, one
+adapted to new keypoints) is measured in refine mode on --data, one process, with: no prior;
+the statistics of its training labels (--fit-data) alone, what `clickpose train` kept
+before; the same pooled with a prior that says nothing, what training keeps when there is
+nothing to inherit (clickpose.train.click_prior_fit.regularized); and, unless the
+checkpoint has more keypoints than --inherited (the checkpoint it was fine-tuned from), the
+inherited prior alone and the two pooled, the inherited prior counted as at most each of
+--caps persons (training pools with CLICK_PRIOR_INHERITED_PERSONS). Prints JSON lines: the machine, the fit, each NoC
 run and a summary with NoC@85/90/95 per arm.
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ from bench.latency import machine
 from clickpose.evaluate.sources import model_editors
 from clickpose.model.checkpoint import load_model, read_click_prior
 from clickpose.model.click_prior import pooled
-from clickpose.train.click_prior_fit import fit_click_prior
+from clickpose.train.click_prior_fit import regularized, statistics_of
 from clickpose.train.defaults import CLICK_PRIOR_IMAGES, CLICK_PRIOR_INHERITED_PERSONS
 
 
@@ -64,14 +66,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = load_model(args.checkpoint)
     started = time.perf_counter()
-    own = fit_click_prior(model, args.fit_data, args.fit_images)
+    own = statistics_of(model, args.fit_data, args.fit_images)
     emit({"kind": "fit", "checkpoint": str(args.checkpoint), "data": str(args.fit_data),
           "persons_labelled": own.persons_labelled, "persons_predicted": own.persons_predicted,
           "inherited": str(args.inherited), "inherited_persons": inherited.persons_labelled,
           "seconds": round(time.perf_counter() - started, 1)})
 
-    arms = {"none": None, "own": own, "inherited": inherited,
-            **{f"pooled_{cap}": pooled(own, inherited, cap) for cap in caps}}
+    arms = {"none": None, "own": own, "own_regularized": regularized(own, None)}
+    if inherited.num_keypoints == own.num_keypoints:  # not a model adapted to new keypoints
+        arms.update({"inherited": inherited,
+                     **{f"pooled_{cap}": pooled(own, inherited, cap) for cap in caps}})
     dataset, schema = ground_truth(args.data)
     dataset = first_images(dataset, args.images)
     summary = {"kind": "summary", "checkpoint": str(args.checkpoint), "data": str(args.data)}

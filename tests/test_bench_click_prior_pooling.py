@@ -16,12 +16,11 @@ def test_the_bench_measures_each_prior_and_pool(tmp_path, capsys):
     summary = bench.main(["--checkpoint", "tiny-synthetic", "--fit-data", str(fit),
                           "--data", str(val), "--caps", "5,50", "--threads", "1"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["kind"] for line in lines] == ["machine", "fit"] + ["noc"] * 5 + ["summary"]
+    assert [line["kind"] for line in lines] == ["machine", "fit"] + ["noc"] * 6 + ["summary"]
     assert lines[1]["persons_labelled"] > 0 and lines[1]["inherited_persons"] > 1000
-    sources = [line["source"] for line in lines[2:7]]
-    assert sources == [f"click prior: {arm}" for arm in
-                       ("none", "own", "inherited", "pooled_5", "pooled_50")]
-    for line, arm in zip(lines[2:7], ("none", "own", "inherited", "pooled_5", "pooled_50")):
+    arms = ("none", "own", "own_regularized", "inherited", "pooled_5", "pooled_50")
+    assert [line["source"] for line in lines[2:8]] == [f"click prior: {arm}" for arm in arms]
+    for line, arm in zip(lines[2:8], arms):
         assert summary[arm]["NoC@90"] == pytest.approx(line["NoC@90"])
     assert summary["n_images"] == lines[2]["n_images"]
 

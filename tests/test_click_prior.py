@@ -29,7 +29,7 @@ from clickpose.model.click_prior import (
     pose_prior,
 )
 from clickpose.model.click_propagation import heatmap_evidence, propagated, reseeded_starts
-from clickpose.train.click_prior_fit import fit_click_prior
+from clickpose.train.click_prior_fit import fit_click_prior, regularized
 
 
 def prior_for(error_cov: np.ndarray, num_keypoints: int, pair_mean=None, pair_var=None,
@@ -113,6 +113,25 @@ def test_pooling_takes_both_samples_and_caps_the_inherited_one():
     assert (spread > 0).all()  # the two means differ: the mixture is wider than either part
     with pytest.raises(ClickPriorError, match="3-keypoint.*2-keypoint"):
         pooled(fitted, fitted_on(old[:, :2], old_errors[:, :2]), 100)
+
+
+def test_a_fit_with_nothing_to_inherit_is_narrowed_only_as_far_as_its_persons_say():
+    rng = np.random.default_rng(2)
+    k = 3
+    x = rng.multivariate_normal(np.zeros(k), 0.02 ** 2 * (0.2 * np.eye(k) + 0.8), size=50)
+    residuals = np.stack([x, rng.normal(0.0, 0.01, size=(50, k))], -1)
+    few = fitted_on(rng.normal((0.1, -0.2), 0.05, size=(50, k, 2)), residuals)
+    kept = regularized(few, None)
+    # 50 persons against a prior of 100 that says nothing: a third of the way.
+    assert kept.persons_labelled == 50 and kept.persons_predicted == 50
+    torch.testing.assert_close(kept.layout_mean, few.layout_mean / 3)
+    assert (kept.pair_var[0, 1] > few.pair_var[0, 1]).all()
+    torch.testing.assert_close(torch.diagonal(kept.error_cov), torch.diagonal(few.error_cov))
+    torch.testing.assert_close(kept.error_cov[0, 2], few.error_cov[0, 2] / 3)
+    # Thousands of persons barely move.
+    many = dataclasses.replace(few, persons_labelled=10_000, persons_predicted=10_000)
+    torch.testing.assert_close(regularized(many, None).layout_mean,
+                               few.layout_mean * 10_000 / 10_100)
 
 
 def test_a_click_moves_the_other_keypoints_by_their_expected_error():

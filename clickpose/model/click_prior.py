@@ -133,6 +133,20 @@ def pooled(fitted: ClickPrior, inherited: ClickPrior, inherited_persons: int) ->
         max_error=fitted.max_error)
 
 
+def uninformed(like: ClickPrior, persons: int) -> ClickPrior:
+    """A prior that says nothing, standing for `persons` persons: pair offsets and layout 0
+    with UNINFORMED_VARIANCE, and `like`'s error variances without their correlations (a
+    click then moves no other keypoint)."""
+    k = like.num_keypoints
+    zeros = torch.zeros(k, k, 2, dtype=torch.float64)
+    return ClickPrior(pair_mean=zeros, pair_var=torch.full_like(zeros, UNINFORMED_VARIANCE),
+                      layout_mean=zeros[0], layout_var=torch.full_like(zeros[0],
+                                                                       UNINFORMED_VARIANCE),
+                      error_cov=torch.diag(torch.diagonal(like.error_cov)),
+                      persons_labelled=persons, persons_predicted=persons,
+                      max_error=like.max_error)
+
+
 def pose_prior(offsets_in_box: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Labelled persons (P, K, 2), each keypoint minus its box centre in box widths and
     heights, NaN where unlabelled -> pair_mean, pair_var (K, K, 2), layout_mean, layout_var

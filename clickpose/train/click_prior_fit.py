@@ -8,6 +8,7 @@ fit-click-prior` fits it for any checkpoint.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,13 @@ from clickpose.model.click_prior import (
     error_covariance,
     pooled,
     pose_prior,
+    uninformed,
 )
-from clickpose.train.defaults import CLICK_PRIOR_IMAGES, CLICK_PRIOR_INHERITED_PERSONS
+from clickpose.train.defaults import (
+    CLICK_PRIOR_IMAGES,
+    CLICK_PRIOR_INHERITED_PERSONS,
+    CLICK_PRIOR_UNINFORMED_PERSONS,
+)
 from selection.oks import match_persons, oks_matrix
 
 # A prediction this far from a person (OKS) is another person's or none: no residual.
@@ -68,8 +74,26 @@ def fit_click_prior(model, data: str | Path, max_images: int = CLICK_PRIOR_IMAGE
                     inherited: ClickPrior | None = None) -> ClickPrior:
     """The click prior of `model` (eval mode is set for the predictions) on folder `data`
     (`skip_bad`: leave out the images and annotations a check finds bad, as training did),
-    pooled with `inherited` when given (the prior of the checkpoint `model` was fine-tuned
-    from: a few labels adjust it rather than replace it)."""
+    regularized: see `regularized`."""
+    return regularized(statistics_of(model, data, max_images, progress, skip_bad), inherited)
+
+
+def regularized(fitted: ClickPrior, inherited: ClickPrior | None) -> ClickPrior:
+    """`fitted` pooled with `inherited` when given (the prior of the checkpoint the model was
+    fine-tuned from: a few labels adjust it rather than replace it), else with a prior that
+    says nothing (a few labels narrow it only so far; the counts stay the fit's own)."""
+    if inherited is not None:
+        return pooled(fitted, inherited, CLICK_PRIOR_INHERITED_PERSONS)
+    shrunk = pooled(fitted, uninformed(fitted, CLICK_PRIOR_UNINFORMED_PERSONS),
+                    CLICK_PRIOR_UNINFORMED_PERSONS)
+    return dataclasses.replace(shrunk, persons_labelled=fitted.persons_labelled,
+                               persons_predicted=fitted.persons_predicted)
+
+
+def statistics_of(model, data: str | Path, max_images: int = CLICK_PRIOR_IMAGES,
+                  progress: bool = False, skip_bad: bool = False) -> ClickPrior:
+    """The click prior of `data` alone: the labels' pose prior and `model`'s errors on its
+    first `max_images` images with persons, nothing pooled."""
     index = read_coco_dataset(data, skip_bad=skip_bad)
     index.schema.require_same(model.schema, f"fit-click-prior: data {data}")
     with_persons = [r for r in index.records if (r.keypoints[:, :, 2] > 0).any()]
@@ -90,9 +114,6 @@ def fit_click_prior(model, data: str | Path, max_images: int = CLICK_PRIOR_IMAGE
         model.train(was_training)
     num_keypoints = index.schema.num_keypoints
     stacked = np.stack(errors) if errors else np.full((0, num_keypoints, 2), np.nan)
-    fitted = ClickPrior(pair_mean=pair_mean, pair_var=pair_var, layout_mean=layout_mean,
-                        layout_var=layout_var, error_cov=error_covariance(stacked),
-                        persons_labelled=len(offsets), persons_predicted=len(errors))
-    if inherited is None:
-        return fitted
-    return pooled(fitted, inherited, CLICK_PRIOR_INHERITED_PERSONS)
+    return ClickPrior(pair_mean=pair_mean, pair_var=pair_var, layout_mean=layout_mean,
+                      layout_var=layout_var, error_cov=error_covariance(stacked),
+                      persons_labelled=len(offsets), persons_predicted=len(errors))

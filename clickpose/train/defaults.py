@@ -11,3 +11,7 @@ CLICK_PRIOR_IMAGES = 1000
 # replacing it with noisy pair statistics, and a few thousand outweigh it
 # (docs/measurements.md, "A click prior for a model fine-tuned on few labels").
 CLICK_PRIOR_INHERITED_PERSONS = 300
+# A fit with nothing to inherit (a fresh run, a model adapted to new keypoints) is pooled
+# with a prior that says nothing, counted as this many persons: a few dozen labelled persons
+# then narrow it only so far (same section of docs/measurements.md).
+CLICK_PRIOR_UNINFORMED_PERSONS = 100

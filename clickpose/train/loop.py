@@ -171,8 +171,8 @@ def make_model(cfg: TrainConfig, schema: KeypointSchema) -> tuple[torch.nn.Modul
         init_report = init_from_checkpoint(model, cfg.init)
         # Inherited, so the run's checkpoints carry it until the fit at the end pools the
         # run's own data with it (clickpose.model.click_prior.pooled). Not by a model adapted
-        # to new keypoints: pooled on the keypoints the two share, refine got worse, not
-        # better, in the one adaptation measured (24 images with a head top).
+        # to new keypoints, which its start's prior lacks: its fit is pooled with a prior
+        # that says nothing instead (clickpose.train.click_prior_fit.regularized).
         if not init_report["adapted"]:
             model.click_prior = read_click_prior(cfg.init)
     return model, init_report
