@@ -294,3 +294,12 @@ def test_round_zero_fine_tunes_the_packaged_start_model_named_in_the_config(tmp_
     assert 0 < drift < 0.01
     assert torch.equal(tuned["backbone.body.conv_stem.weight"],
                        start["backbone.body.conv_stem.weight"])   # frozen
+    # Its click prior pools the round's labels with the package's (counted as 300 persons).
+    from clickpose.data.coco import read_coco_dataset
+    from clickpose.train.defaults import CLICK_PRIOR_INHERITED_PERSONS
+
+    trained_on = read_checkpoint_config(first)["training"]["data"]
+    labelled = sum(int((r.keypoints[:, :, 2] > 0).any(-1).sum())
+                   for r in read_coco_dataset(trained_on).records)
+    prior = read_checkpoint_config(first)["click_prior"]
+    assert prior["persons_labelled"] == labelled + CLICK_PRIOR_INHERITED_PERSONS
