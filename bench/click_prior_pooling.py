@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.arguments import parse_counts
 from bench.evaluation import NOC_TARGETS, emit, first_images, ground_truth, measure_noc
 from bench.latency import machine
 from clickpose.evaluate.sources import model_editors
@@ -32,16 +33,6 @@ from clickpose.model.checkpoint import load_model, read_click_prior
 from clickpose.model.click_prior import pooled
 from clickpose.train.click_prior_fit import regularized, statistics_of
 from clickpose.train.defaults import CLICK_PRIOR_IMAGES, CLICK_PRIOR_INHERITED_PERSONS
-
-
-def parse_caps(text: str, parser: argparse.ArgumentParser) -> list[int]:
-    try:
-        caps = [int(c) for c in text.split(",")]
-    except ValueError:
-        caps = []
-    if not caps or min(caps) < 1:
-        parser.error(f"--caps {text}: comma-separated person counts of at least 1, e.g. 100,300")
-    return caps
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -57,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--images", type=int, default=None, help="the first N of --data")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    caps = parse_caps(args.caps, parser)
+    caps = parse_counts(parser, "--caps", args.caps, "person counts", "100,300")
     inherited = read_click_prior(args.inherited)
     if inherited is None:
         parser.error(f"--inherited {args.inherited}: that checkpoint has no click prior")

@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.arguments import parse_counts
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
 from bench.synthetic_sets import tuning_images
@@ -53,12 +54,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--modes", default="model-only,refine")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    try:
-        counts = [int(p) for p in args.passes.split(",")]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        parser.error(f"--passes {args.passes}: comma-separated counts of at least 1, e.g. 1,2,3")
+    counts = parse_counts(parser, "--passes", args.passes, "counts", "1,2,3")
     modes = tuple(args.modes.split(","))
     torch.set_num_threads(args.threads)
     emit(machine("cpu"))

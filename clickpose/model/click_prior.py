@@ -137,11 +137,11 @@ def uninformed(like: ClickPrior, persons: int) -> ClickPrior:
     """A prior that says nothing, standing for `persons` persons: pair offsets and layout 0
     with UNINFORMED_VARIANCE, and `like`'s error variances without their correlations (a
     click then moves no other keypoint)."""
-    k = like.num_keypoints
-    zeros = torch.zeros(k, k, 2, dtype=torch.float64)
-    return ClickPrior(pair_mean=zeros, pair_var=torch.full_like(zeros, UNINFORMED_VARIANCE),
-                      layout_mean=zeros[0], layout_var=torch.full_like(zeros[0],
-                                                                       UNINFORMED_VARIANCE),
+    pairs, layout = (like.num_keypoints, like.num_keypoints, 2), (like.num_keypoints, 2)
+    return ClickPrior(pair_mean=torch.zeros(pairs, dtype=torch.float64),
+                      pair_var=torch.full(pairs, UNINFORMED_VARIANCE, dtype=torch.float64),
+                      layout_mean=torch.zeros(layout, dtype=torch.float64),
+                      layout_var=torch.full(layout, UNINFORMED_VARIANCE, dtype=torch.float64),
                       error_cov=torch.diag(torch.diagonal(like.error_cov)),
                       persons_labelled=persons, persons_predicted=persons,
                       max_error=like.max_error)
