@@ -186,6 +186,31 @@ def test_model_starts_persons_from_its_heatmaps_and_trains_them():
     assert losses["loss_heatmap"] > 0
 
 
+def test_recentred_start_lies_on_a_peak_not_between_two():
+    from clickpose.keypoints import coco17
+    from clickpose.model import build_model, preset_config
+
+    schema = coco17()
+    torch.manual_seed(0)
+    model = build_model(preset_config("tiny", num_queries=20, max_humans=4), schema).eval()
+    images, mask = torch.randn(1, 3, 128, 160), torch.zeros(1, 128, 160, dtype=torch.bool)
+    with torch.no_grad():
+        state = model.encode(images, mask)
+    # Two nose candidates in the person's box, four cells apart, the right one stronger:
+    # the broad prior's soft-argmax averages them; recentred, the start is by the right one.
+    state.keypoint_heatmap = torch.full_like(state.keypoint_heatmap, -8.0)
+    state.keypoint_heatmap[0, 0, 6, 6] = 4.0
+    state.keypoint_heatmap[0, 0, 6, 10] = 5.0
+    boxes = torch.tensor([[[0.5, 0.5, 0.8, 1.0]]])
+    xs, ys = cell_centres(state.finest_mask)
+    first = model.default_keypoints(boxes, state)[0, 0, 0]
+    assert xs[0, 6] + 0.02 < first[0] < xs[0, 10] - 0.02
+    model.config = model.config.model_copy(update={"heatmap_recentre": 0.1})
+    recentred = model.default_keypoints(boxes, state)[0, 0, 0]
+    assert abs(recentred[0] - xs[0, 10]) < 0.5 * abs(first[0] - xs[0, 10])
+    assert abs(recentred[0] - xs[0, 10]) < 0.02 and abs(recentred[1] - ys[0, 6]) < 1e-3
+
+
 def _dense_start(logits, mask, boxes, layout_xy, prior_sigma, offsets=None):
     """The definition, materialised: softmax over every cell of (logit + log prior), each
     cell's centre moved by its offset (in cells)."""

@@ -137,8 +137,12 @@ class ClickPose(nn.Module):
         layout = self.keypoint_decoder.default_keypoints(boxes)
         if state is None or state.keypoint_heatmap is None:
             return layout
-        return heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, layout,
-                             offsets=state.keypoint_offsets)
+        start = heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, layout,
+                              offsets=state.keypoint_offsets)
+        if self.config.heatmap_recentre is None:
+            return start
+        return heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, start,
+                             self.config.heatmap_recentre, offsets=state.keypoint_offsets)
 
     # ---- stage 3: keypoints --------------------------------------------------------------
     def decode_keypoints(self, state: EncoderState, humans: HumanState,

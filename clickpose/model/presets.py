@@ -60,6 +60,10 @@ class ModelConfig(BaseModel):
     # Off: with the offsets, the decoder's keypoints beat the snapped ones once trained
     # (bench/results/train_synthetic_snap_*.jsonl); 0.08 helped before the offsets.
     heatmap_snap: float | None = Field(None, gt=0.0)
+    # Each person's start taken again as the heatmaps' soft-argmax under a Gaussian of this
+    # fraction of the box, centred on the first (which averages every peak under a broad
+    # prior): a place on the evidence near it, not between two peaks (None: the first).
+    heatmap_recentre: float | None = Field(None, gt=0.0)
     # A prediction (batch or a session's first) runs the keypoint decoder this many times,
     # each pass from the last one's keypoints with the same weights; clicks re-run one
     # pass, from the last pass's start. 2 gains 0.014-0.025 AP for tiny networks trained on
