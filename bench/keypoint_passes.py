@@ -16,7 +16,6 @@ refine / model-only).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -28,20 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.arguments import parse_counts
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
+from bench.prediction_options import summarize, with_options
 from bench.synthetic_sets import tuning_images
-from clickpose.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_folder
-
-
-def with_passes(checkpoint: Path, passes: int, folder: Path) -> Path:
-    """A view of `checkpoint` in `folder` whose config asks for `passes` decodes; the weights
-    are linked, not copied."""
-    source = checkpoint_folder(checkpoint)
-    config = json.loads((source / CONFIG_FILE).read_text())
-    config["model"]["keypoint_passes"] = passes
-    folder.mkdir(parents=True)
-    (folder / CONFIG_FILE).write_text(json.dumps(config))
-    (folder / WEIGHTS_FILE).symlink_to((source / WEIGHTS_FILE).resolve())
-    return folder
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -63,17 +50,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     summaries = []
     with tempfile.TemporaryDirectory() as scratch:
         for passes in counts:
-            view = with_passes(args.checkpoint, passes, Path(scratch) / f"passes{passes}")
+            view = with_options(args.checkpoint, {"keypoint_passes": passes},
+                                Path(scratch) / f"passes{passes}")
             figures = evaluate_checkpoint(view, data, args.noc_images, "cpu", modes)
-            noc90 = {mode: figures["noc"][mode]["NoC@90"] for mode in modes}
-            summary = {"kind": "summary", "checkpoint": str(args.checkpoint), "data": str(data),
-                       "keypoint_passes": passes, "ap": round(figures["ap"], 4),
-                       "ap50": round(figures["ap_stats"]["AP50"], 4),
-                       "ap75": round(figures["ap_stats"]["AP75"], 4),
-                       **{f"noc90_{mode}": value for mode, value in noc90.items()}}
-            if {"model-only", "refine"} <= set(modes):
-                summary["refine_over_model_only_90"] = round(
-                    noc90["refine"] / noc90["model-only"], 3)
+            summary = {**summarize(args.checkpoint, data, figures, modes),
+                       "keypoint_passes": passes}
             emit(summary)
             summaries.append(summary)
     return summaries

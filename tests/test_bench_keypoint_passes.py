@@ -1,23 +1,13 @@
-"""bench/keypoint_passes.py on a few images: one network evaluated at each pass count, the
-weights shared and only the config's count changed."""
+"""bench/keypoint_passes.py on a few images: one network evaluated at each pass count (the
+config views themselves: tests/test_bench_prediction_options.py)."""
 import json
 
 import pytest
 from bench_scripts import load_bench
 
 from clickpose.data.synthetic import generate_dataset
-from clickpose.model.checkpoint import load_model
 
 bench = load_bench("keypoint_passes")
-
-
-def test_the_view_changes_only_the_pass_count(tmp_path):
-    view = bench.with_passes("tiny-synthetic", 3, tmp_path / "view")
-    packaged, viewed = load_model("tiny-synthetic"), load_model(view)
-    assert viewed.config.keypoint_passes == 3
-    assert viewed.config.model_copy(update={"keypoint_passes": 1}) == packaged.config
-    for (name, a), (_, b) in zip(packaged.state_dict().items(), viewed.state_dict().items()):
-        assert a.equal(b), name
 
 
 def test_the_bench_evaluates_each_count(tmp_path, capsys):
