@@ -17,47 +17,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.arguments import parse_counts
-from bench.evaluation import emit, evaluate_checkpoint
-from bench.latency import machine
-from bench.prediction_options import summarize, with_options
-from bench.synthetic_sets import tuning_images
+from bench.prediction_options import add_evaluation_arguments, evaluate_variants
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    add_evaluation_arguments(parser)
     parser.add_argument("--passes", default="1,2,3")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="default: the synthetic bench's tuning images (val seed 1005)")
-    parser.add_argument("--noc-images", type=int, default=200)
-    parser.add_argument("--modes", default="model-only,refine")
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     counts = parse_counts(parser, "--passes", args.passes, "counts", "1,2,3")
-    modes = tuple(args.modes.split(","))
-    torch.set_num_threads(args.threads)
-    emit(machine("cpu"))
-    data = args.data or tuning_images()
-
-    summaries = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for passes in counts:
-            view = with_options(args.checkpoint, {"keypoint_passes": passes},
-                                Path(scratch) / f"passes{passes}")
-            figures = evaluate_checkpoint(view, data, args.noc_images, "cpu", modes)
-            summary = {**summarize(args.checkpoint, data, figures, modes),
-                       "keypoint_passes": passes}
-            emit(summary)
-            summaries.append(summary)
-    return summaries
+    return evaluate_variants(args, [{"keypoint_passes": n} for n in counts],
+                             lambda options: {"keypoint_passes": options["keypoint_passes"]})
 
 
 if __name__ == "__main__":

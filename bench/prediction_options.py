@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -60,31 +61,41 @@ def summarize(checkpoint: Path, data: Path, figures: dict, modes: tuple[str, ...
     return summary
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_evaluation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint and how each variant of it is evaluated."""
     parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE[;...]")
     parser.add_argument("--data", type=Path, default=None,
                         help="default: the synthetic bench's tuning images (val seed 1005)")
     parser.add_argument("--noc-images", type=int, default=200)
     parser.add_argument("--modes", default="model-only,refine")
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    variants = [{}] + [parse_variant(text) for text in args.variant]
+
+
+def evaluate_variants(args: argparse.Namespace, variants: list[dict],
+                      describe: Callable[[dict], dict]) -> list[dict]:
+    """Each variant's summary (with `describe(options)` in it), printed as it comes."""
     modes = tuple(args.modes.split(","))
     torch.set_num_threads(args.threads)
     emit(machine("cpu"))
     data = args.data or tuning_images()
-
     summaries = []
     with tempfile.TemporaryDirectory() as scratch:
         for i, options in enumerate(variants):
             view = with_options(args.checkpoint, options, Path(scratch) / f"variant{i}")
             figures = evaluate_checkpoint(view, data, args.noc_images, "cpu", modes)
             summaries.append({**summarize(args.checkpoint, data, figures, modes),
-                              "options": options})
+                              **describe(options)})
             emit(summaries[-1])
     return summaries
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_evaluation_arguments(parser)
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE[;...]")
+    args = parser.parse_args(argv)
+    variants = [{}] + [parse_variant(text) for text in args.variant]
+    return evaluate_variants(args, variants, lambda options: {"options": options})
 
 
 if __name__ == "__main__":

@@ -150,17 +150,24 @@ def test_snap_moves_a_keypoint_to_the_evidence_next_to_it_but_not_far_or_pinned(
     assert torch.equal(snapped[0, 1, 0], predicted[0, 1, 0])                # pinned: exact
 
 
-def test_model_starts_persons_from_its_heatmaps_and_trains_them():
+def _tiny_model_and_state():
+    """An untrained `tiny` model (coco17) and its encoder state of a 160 x 128 noise image."""
     from clickpose.keypoints import coco17
     from clickpose.model import build_model, preset_config
-    from clickpose.model.criterion import SetCriterion
 
-    schema = coco17()
     torch.manual_seed(0)
-    model = build_model(preset_config("tiny", num_queries=20, max_humans=4), schema).eval()
+    model = build_model(preset_config("tiny", num_queries=20, max_humans=4), coco17()).eval()
     images, mask = torch.randn(1, 3, 128, 160), torch.zeros(1, 128, 160, dtype=torch.bool)
     with torch.no_grad():
         state = model.encode(images, mask)
+    return model, state, images, mask
+
+
+def test_model_starts_persons_from_its_heatmaps_and_trains_them():
+    from clickpose.model.criterion import SetCriterion
+
+    model, state, images, mask = _tiny_model_and_state()
+    schema = model.schema
     h, w = state.level_shapes[0]
     assert state.keypoint_heatmap.shape == (1, 17, h, w)
     # A crafted map: the nose of the person in the left half is at cell (3, 4).
@@ -187,15 +194,7 @@ def test_model_starts_persons_from_its_heatmaps_and_trains_them():
 
 
 def test_recentred_start_lies_on_a_peak_not_between_two():
-    from clickpose.keypoints import coco17
-    from clickpose.model import build_model, preset_config
-
-    schema = coco17()
-    torch.manual_seed(0)
-    model = build_model(preset_config("tiny", num_queries=20, max_humans=4), schema).eval()
-    images, mask = torch.randn(1, 3, 128, 160), torch.zeros(1, 128, 160, dtype=torch.bool)
-    with torch.no_grad():
-        state = model.encode(images, mask)
+    model, state, _, _ = _tiny_model_and_state()
     # Two nose candidates in the person's box, four cells apart, the right one stronger:
     # the broad prior's soft-argmax averages them; recentred, the start is by the right one.
     state.keypoint_heatmap = torch.full_like(state.keypoint_heatmap, -8.0)
