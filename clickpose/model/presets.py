@@ -63,6 +63,9 @@ class ModelConfig(BaseModel):
     # Each person's start taken again as the heatmaps' soft-argmax under a Gaussian of this
     # fraction of the box, centred on the first (which averages every peak under a broad
     # prior): a place on the evidence near it, not between two peaks (None: the first).
+    # 0.1 gains about 0.02 AP for tiny networks trained on synthetic people but costs 0.012
+    # on coco-dev and leaves refine's clicks as they were
+    # (bench/results/prediction_options_recentre_*.jsonl): an option, off in every preset.
     heatmap_recentre: float | None = Field(None, gt=0.0)
     # A prediction (batch or a session's first) runs the keypoint decoder this many times,
     # each pass from the last one's keypoints with the same weights; clicks re-run one
