@@ -1,4 +1,5 @@
-"""`clickpose eval ap` and `clickpose eval noc`: OKS AP and the clicks an annotator needs."""
+"""`clickpose eval ap`, `clickpose eval errors` and `clickpose eval noc`: OKS AP, where it goes,
+and the clicks an annotator needs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,14 +12,15 @@ from clickpose.cli.main import eval_app
 from clickpose.cli.output import fail
 from clickpose.keypoints import SchemaError
 
+GroundTruthFile = Annotated[Path, typer.Option(
+    "--gt", help="ground truth: COCO person_keypoints json")]
+DetectionsFile = Annotated[Path, typer.Option(
+    "--dt", help="detections: COCO keypoint results json")]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="also write the figures here (JSON)")]
+
 
 @eval_app.command("ap")
-def eval_ap(
-    gt: Annotated[Path, typer.Option("--gt", help="ground truth: COCO person_keypoints json")],
-    dt: Annotated[Path, typer.Option("--dt", help="detections: COCO keypoint results json")],
-    json_out: Annotated[Path | None, typer.Option(
-        "--json", help="also write the stats here (JSON)")] = None,
-) -> None:
+def eval_ap(gt: GroundTruthFile, dt: DetectionsFile, json_out: JsonOut = None) -> None:
     """COCO keypoint AP/AR (pycocotools), with the OKS sigmas of the data's keypoint schema."""
     from clickpose.evaluate.ap import evaluate_ap
     from clickpose.evaluate.inputs import EvalInputError
@@ -32,6 +34,31 @@ def eval_ap(
     console.print(ap_table(result))
     if json_out is not None:
         write_json(json_out, {"gt": str(gt), "dt": str(dt), **result.to_dict()})
+        console.print(f"wrote {json_out}")
+
+
+@eval_app.command("errors")
+def eval_errors(gt: GroundTruthFile, dt: DetectionsFile, json_out: JsonOut = None) -> None:
+    """Where the AP goes: keypoint errors by kind (jitter, inversion, swap, miss) and the AP
+    with each kind set right (clickpose.evaluate.error_classes)."""
+    from clickpose.evaluate.error_classes import diagnose
+    from clickpose.evaluate.inputs import (
+        EvalInputError,
+        load_detections,
+        load_ground_truth,
+        schema_for,
+    )
+    from clickpose.evaluate.report import error_table, write_json
+
+    console = Console(highlight=False)
+    try:
+        dataset, where = load_ground_truth(gt)
+        lines = diagnose(load_detections(dt)[0], dataset, schema_for(dataset, None, where))
+    except (EvalInputError, SchemaError) as e:
+        fail(console, str(e))
+    console.print(error_table(lines))
+    if json_out is not None:
+        write_json(json_out, {"gt": str(gt), "dt": str(dt), "lines": lines})
         console.print(f"wrote {json_out}")
 
 

@@ -31,6 +31,35 @@ def ap_table(result: ApResult, title: str = "COCO keypoint AP") -> Table:
     return table
 
 
+_ERROR_LABELS = {"jitter": "jitter", "inversion": "inversion (left/right)",
+                 "swap": "swap (other person)", "miss": "miss"}
+
+
+def error_table(lines: list[dict]) -> Table:
+    """clickpose.evaluate.error_classes.diagnose's lines: each kind's share of the labelled
+    keypoints of matched persons and the AP with that kind set right."""
+    classes, aps = lines[0], {line["fixed"]: line for line in lines[1:]}
+    table = Table(title="Keypoint errors and the AP without them",
+                  caption=f"{classes['matched']} of {classes['persons']} persons matched, "
+                          f"{classes['predictions']} predictions; "
+                          f"AP as predicted {aps['nothing']['AP']:.3f}")
+    for column in ("error", "keypoints", "share"):
+        table.add_column(column, justify="left" if column == "error" else "right")
+    for column in ("AP set right", "AP50", "AP75"):
+        table.add_column(column, justify="right")
+    for kind, label in _ERROR_LABELS.items():
+        ap = aps[kind]
+        table.add_row(label, str(classes["counts"][kind]), f"{classes['shares'][kind]:.1%}",
+                      f"{ap['AP']:.3f}", f"{ap['AP50']:.3f}", f"{ap['AP75']:.3f}")
+    large = aps["inversion+swap+miss"]
+    table.add_row("all large errors", "", "", f"{large['AP']:.3f}", f"{large['AP50']:.3f}",
+                  f"{large['AP75']:.3f}")
+    ranking = aps["ranking"]
+    table.add_row("perfect ranking", "", "", f"{ranking['AP']:.3f}",
+                  f"{ranking['AP50']:.3f}", f"{ranking['AP75']:.3f}")
+    return table
+
+
 MATCHING_ROWS = ("mean_official_clicks", "n_never_reached_with_unmatched_gt",
                  "n_never_reached_fp_outranks")
 
