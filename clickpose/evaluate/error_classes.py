@@ -27,11 +27,16 @@ KINDS = ("good", "jitter", "inversion", "swap", "miss")
 LARGE = ("inversion", "swap", "miss")
 
 
+def triplets_of(item: dict) -> np.ndarray:
+    """(K, 3) x, y, v of a COCO annotation or result, a new float64 array."""
+    return np.array(item["keypoints"], dtype=np.float64).reshape(-1, 3)
+
+
 class Person:
     """One ground-truth person: keypoints (K, 2) pixels, labelled (K,) bool, area."""
 
     def __init__(self, annotation: dict):
-        triplets = np.asarray(annotation["keypoints"], dtype=np.float64).reshape(-1, 3)
+        triplets = triplets_of(annotation)
         self.keypoints, self.labelled = triplets[:, :2], triplets[:, 2] > 0
         self.area = float(annotation["area"])
 
@@ -57,7 +62,7 @@ def match(results: list[dict], persons: dict[int, list[Person]], sigmas: np.ndar
     taken: set[int] = set()
     matches = []
     for i in sorted(range(len(results)), key=lambda i: -results[i]["score"]):
-        keypoints = np.asarray(results[i]["keypoints"], dtype=np.float64).reshape(-1, 3)[:, :2]
+        keypoints = triplets_of(results[i])[:, :2]
         free = [p for p in persons.get(results[i]["image_id"], []) if id(p) not in taken]
         scored = [(p.oks(keypoints, sigmas), p) for p in free if p.labelled.any()]
         if scored:
@@ -111,7 +116,7 @@ def diagnose(results: list[dict], dataset: dict, schema: KeypointSchema) -> list
     miss_types: Counter = Counter()
     miss_distances = []
     for i, person, _ in matches:
-        keypoints = np.asarray(results[i]["keypoints"], dtype=np.float64).reshape(-1, 3)[:, :2]
+        keypoints = triplets_of(results[i])[:, :2]
         others = [p for p in persons[results[i]["image_id"]] if p is not person]
         kinds_of[i] = classify(keypoints, person, others, schema)
         for k, kind in enumerate(kinds_of[i]):
@@ -135,7 +140,7 @@ def diagnose(results: list[dict], dataset: dict, schema: KeypointSchema) -> list
     def with_kinds_fixed(chosen: tuple[str, ...]) -> list[dict]:
         corrected = []
         for i, result in enumerate(results):
-            triplets = np.asarray(result["keypoints"], dtype=np.float64).reshape(-1, 3)
+            triplets = triplets_of(result)
             for k, kind in enumerate(kinds_of.get(i, [])):
                 if kind in chosen:
                     triplets[k, :2] = truth[i].keypoints[k]

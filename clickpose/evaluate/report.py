@@ -43,20 +43,18 @@ def error_table(lines: list[dict]) -> Table:
                   caption=f"{classes['matched']} of {classes['persons']} persons matched, "
                           f"{classes['predictions']} predictions; "
                           f"AP as predicted {aps['nothing']['AP']:.3f}")
-    for column in ("error", "keypoints", "share"):
-        table.add_column(column, justify="left" if column == "error" else "right")
-    for column in ("AP set right", "AP50", "AP75"):
+    table.add_column("error")
+    for column in ("keypoints", "share", "AP set right", "AP50", "AP75"):
         table.add_column(column, justify="right")
+
+    def ap_cells(fixed: str) -> list[str]:
+        return [f"{aps[fixed][name]:.3f}" for name in ("AP", "AP50", "AP75")]
+
     for kind, label in _ERROR_LABELS.items():
-        ap = aps[kind]
         table.add_row(label, str(classes["counts"][kind]), f"{classes['shares'][kind]:.1%}",
-                      f"{ap['AP']:.3f}", f"{ap['AP50']:.3f}", f"{ap['AP75']:.3f}")
-    large = aps["inversion+swap+miss"]
-    table.add_row("all large errors", "", "", f"{large['AP']:.3f}", f"{large['AP50']:.3f}",
-                  f"{large['AP75']:.3f}")
-    ranking = aps["ranking"]
-    table.add_row("perfect ranking", "", "", f"{ranking['AP']:.3f}",
-                  f"{ranking['AP50']:.3f}", f"{ranking['AP75']:.3f}")
+                      *ap_cells(kind))
+    table.add_row("all large errors", "", "", *ap_cells("inversion+swap+miss"))
+    table.add_row("perfect ranking", "", "", *ap_cells("ranking"))
     return table
 
 
