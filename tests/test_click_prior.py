@@ -19,6 +19,7 @@ from clickpose.model.checkpoint import (
     attach_click_prior,
     load_model,
     read_click_prior,
+    read_inherited_click_prior,
     save_checkpoint,
 )
 from clickpose.model.click_prior import (
@@ -214,6 +215,23 @@ def test_fit_on_a_folder_and_keep_it_in_the_checkpoint(fitted, tmp_path):
         load_model(folder)
     with pytest.raises(ClickPriorError, match="version"):
         ClickPrior.from_json({"version": 99}, 17, "x")
+
+
+def test_a_checkpoint_tells_its_own_fit_from_the_prior_it_inherited(fitted, tmp_path):
+    model, prior, _ = fitted
+    parent = dataclasses.replace(prior, persons_labelled=7)
+    model.click_prior = parent
+    try:
+        folder = save_checkpoint(tmp_path / "tuned", model)   # a fine-tune before its fit
+    finally:
+        model.click_prior = None
+    assert read_inherited_click_prior(folder).persons_labelled == 7
+    attach_click_prior(folder, prior, parent)                 # its fit, pooled with it
+    assert read_click_prior(folder).persons_labelled == prior.persons_labelled
+    assert read_inherited_click_prior(folder).persons_labelled == 7
+    attach_click_prior(folder, prior)                         # a fit that pooled nothing
+    assert read_inherited_click_prior(folder) is None
+    assert read_inherited_click_prior(save_checkpoint(tmp_path / "bare", model)) is None
 
 
 def test_fit_refuses_data_of_another_schema(fitted, tmp_path):

@@ -162,6 +162,11 @@ def test_run_folder_resume_predict(data, tmp_path):
     assert [r["epoch"] for r in records] == [0, 1] and "stale" not in records[1]
     assert records[0] == first
     assert summary["last_epoch"] == 1 and resumable_epoch(out) == 2
+    # Its click prior is fitted again from nothing inherited, not pooled with the first
+    # run's own fit (which would count the same persons twice).
+    again = json.loads((out / "last" / "config.json").read_text())
+    assert again["click_prior"]["persons_labelled"] == config["click_prior"]["persons_labelled"]
+    assert again["click_prior_inherited"] is None
     # A run stopped after saving epoch 2's weights but before their training state: the
     # state belongs to other weights, and --resume says so instead of mixing them.
     from clickpose.model.checkpoint import (

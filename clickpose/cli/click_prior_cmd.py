@@ -56,7 +56,7 @@ def fit_click_prior_command(
                                       "prior to pool with; fit one for it first or leave the "
                                       "option out")
         prior = fit_click_prior(model, data, images, progress=True, inherited=inherited)
-        folder = attach_click_prior(checkpoint, prior)
+        folder = attach_click_prior(checkpoint, prior, inherited)
     except (DataError, SchemaError, CheckpointError, ValueError) as e:
         fail(console, e)
     console.print(f"click prior of {folder}: pose prior from {prior.persons_labelled} labelled "

@@ -110,6 +110,10 @@ def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").clone().contiguous() for k, v in module.state_dict().items()}
 
 
+# config.json's record of the prior a fitted click prior was pooled with (null: none).
+INHERITED_PRIOR_KEY = "click_prior_inherited"
+
+
 def save_checkpoint(folder: str | Path, model, metrics: dict | None = None,
                     training: dict | None = None, dataset: dict | None = None) -> Path:
     """Write model.safetensors and config.json into `folder`; returns the folder."""
@@ -132,9 +136,10 @@ def save_checkpoint(folder: str | Path, model, metrics: dict | None = None,
     return folder
 
 
-def attach_click_prior(path: str | Path, prior) -> Path:
+def attach_click_prior(path: str | Path, prior, inherited=None) -> Path:
     """Store a fitted ClickPrior in the checkpoint's config.json (the weights stay as they
-    are); returns the folder."""
+    are), with the prior it was pooled with (`inherited`; None: nothing), which a later fit
+    of the same checkpoint pools with again instead of this fit; returns the folder."""
     folder = checkpoint_folder(path)
     config = read_checkpoint_config(folder)
     schema = _config_schema(config, folder)
@@ -143,6 +148,7 @@ def attach_click_prior(path: str | Path, prior) -> Path:
                               f"{prior.num_keypoints} keypoints, the checkpoint's schema "
                               f"'{schema.name}' {schema.num_keypoints}; fit it on this model")
     config["click_prior"] = prior.to_json()
+    config[INHERITED_PRIOR_KEY] = None if inherited is None else inherited.to_json()
     atomic_write_json(folder / CONFIG_FILE, config, indent=2)
     return folder
 
@@ -152,6 +158,20 @@ def read_click_prior(path: str | Path):
     and `clickpose fit-click-prior`)."""
     folder = checkpoint_folder(path)
     return _config_click_prior(read_checkpoint_config(folder), folder)
+
+
+def read_inherited_click_prior(path: str | Path):
+    """The ClickPrior this checkpoint's weights came with, before any fit of their own: the
+    one its fit was pooled with, or, while it has no fit (a run not yet ended, a checkpoint
+    saved with the prior of the one it was fine-tuned from), the one it holds. A run resumed
+    after it ended fits again from this, not from its own earlier fit."""
+    folder = checkpoint_folder(path)
+    config = read_checkpoint_config(folder)
+    if INHERITED_PRIOR_KEY not in config:
+        return _config_click_prior(config, folder)
+    if config[INHERITED_PRIOR_KEY] is None:
+        return None
+    return _config_click_prior({**config, "click_prior": config[INHERITED_PRIOR_KEY]}, folder)
 
 
 def _config_click_prior(config: dict, folder: Path):

@@ -31,6 +31,7 @@ from clickpose.model.checkpoint import (
     no_resume_advice,
     read_checkpoint_config,
     read_click_prior,
+    read_inherited_click_prior,
     read_weights,
     save_checkpoint,
     save_training_state,
@@ -241,7 +242,7 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
         _check_resume_schema(last_dir, schema, cfg.data)
         model = build_from_config(read_checkpoint_config(last_dir))
         model.load_state_dict(read_weights(last_dir))
-        model.click_prior = read_click_prior(last_dir)  # what it inherited, kept on
+        model.click_prior = read_inherited_click_prior(last_dir)  # not its own last fit
         init_report = {}
     else:
         model, init_report = make_model(cfg, schema)
@@ -393,12 +394,14 @@ def fit_run_click_priors(out: Path, data: Path, images: int, device: torch.devic
                          skip_bad: bool = False) -> dict:
     """Fit and store the click prior of the run's last/ and best/ checkpoints (once when
     they hold the same weights) on `images` training images, pooled with the prior they
-    carry (the one inherited from --init) if any; returns what was fitted."""
+    inherited (from --init) if any, not with an earlier fit of their own (a run resumed
+    after it ended); returns what was fitted."""
     from clickpose.model.checkpoint import attach_click_prior, load_model
     from clickpose.train.click_prior_fit import fit_click_prior
 
     started = time.monotonic()
     fitted: dict[str, object] = {}
+    inherited: dict[str, object] = {}
     report = {}
     for name in ("last", "best"):
         folder = out / name
@@ -407,9 +410,10 @@ def fit_run_click_priors(out: Path, data: Path, images: int, device: torch.devic
         sha = read_checkpoint_config(folder)["weights_sha256"]
         if sha not in fitted:
             model = load_model(folder, device=device)
+            inherited[sha] = read_inherited_click_prior(folder)
             fitted[sha] = fit_click_prior(model, data, images, skip_bad=skip_bad,
-                                          inherited=model.click_prior)
-        attach_click_prior(folder, fitted[sha])
+                                          inherited=inherited[sha])
+        attach_click_prior(folder, fitted[sha], inherited[sha])
         report[name] = {"persons_labelled": fitted[sha].persons_labelled,
                         "persons_predicted": fitted[sha].persons_predicted}
     report["seconds"] = round(time.monotonic() - started, 1)
