@@ -1,6 +1,7 @@
 """Keypoint heatmaps: targets where the keypoints are, starts that follow the evidence of the
 person's own box, and a loss that rewards the right map."""
 import numpy as np
+import pytest
 import torch
 
 from clickpose.model.heatmap_loss import (
@@ -394,3 +395,19 @@ def test_snapping_leaves_a_clicked_persons_pose_to_the_decoder():
     torch.testing.assert_close(snapped[0, 0], raw[0, 0])   # the clicked person: the decoder's
     assert not torch.allclose(snapped[0, 1:], raw[0, 1:])  # the others: drawn to the heatmaps
     assert torch.equal(snapped[0, 0, 5], start[0, 0, 5])    # the click itself, exactly
+
+
+def test_head_dilations_stack_convolutions_and_keep_old_weights_loading():
+    from clickpose.model.keypoint_heatmap import KeypointHeatmapHead
+    from clickpose.model.presets import ModelConfig
+
+    plain, wide = KeypointHeatmapHead(32, 3), KeypointHeatmapHead(32, 3, dilations=(1, 2, 4))
+    convs = [m for m in wide.net[:-1] if isinstance(m, torch.nn.Conv2d)]
+    assert [c.dilation for c in convs] == [(1, 1), (2, 2), (4, 4)]  # each cell sees 15 x 15
+    tokens = torch.randn(2, 32, 24, 20)
+    assert wide(tokens)[0].shape == plain(tokens)[0].shape == (2, 3, 24, 20)
+    # The default head's weights keep their names: checkpoints saved before still load.
+    assert list(plain.state_dict()) == ["net.0.weight", "net.0.bias", "net.1.weight",
+                                        "net.1.bias", "net.3.weight", "net.3.bias"]
+    with pytest.raises(ValueError, match="heatmap_head_dilations"):
+        ModelConfig(heatmap_head_dilations=[0])

@@ -57,7 +57,8 @@ class ClickPose(nn.Module):
         self.keypoint_heatmap = (
             KeypointHeatmapHead(dim, schema.num_keypoints,
                                 channels[0] if self.fine_levels else None,
-                                offsets=config.heatmap_offsets)
+                                offsets=config.heatmap_offsets,
+                                dilations=tuple(config.heatmap_head_dilations))
             if config.keypoint_heatmap else None)
         self.pose_quality = None
         if config.pose_quality:

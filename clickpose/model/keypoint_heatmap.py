@@ -36,14 +36,18 @@ class KeypointHeatmapHead(nn.Module):
 
     With `fine_channels`, a finer backbone map (B, C, H, W) joins them, FPN-style: the
     tokens' features are upsampled to it and added to its 1x1 projection, and the logits
-    come out at (H, W). The 3x3 convolution stays on the coarse grid, where it is cheap."""
+    come out at (H, W). The 3x3 convolutions stay on the coarse grid, where they are cheap.
+
+    `dilations`: one 3x3 convolution (GroupNorm, ReLU) per entry, with that dilation: more
+    than one widens what each cell sees of the person around it."""
 
     def __init__(self, dim: int, num_keypoints: int, fine_channels: int | None = None,
-                 offsets: bool = False):
+                 offsets: bool = False, dilations: tuple[int, ...] = (1,)):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(dim, dim, 3, padding=1), nn.GroupNorm(32, dim), nn.ReLU(inplace=True),
-            nn.Conv2d(dim, num_keypoints, 1))
+        blocks = [layer for d in dilations for layer in (
+            nn.Conv2d(dim, dim, 3, padding=d, dilation=d), nn.GroupNorm(32, dim),
+            nn.ReLU(inplace=True))]
+        self.net = nn.Sequential(*blocks, nn.Conv2d(dim, num_keypoints, 1))
         nn.init.constant_(self.net[-1].bias, HEATMAP_PRIOR_LOGIT)
         self.lateral = None if fine_channels is None else nn.Sequential(
             nn.Conv2d(fine_channels, dim, 1), nn.GroupNorm(32, dim))
@@ -54,12 +58,12 @@ class KeypointHeatmapHead(nn.Module):
 
     def forward(self, tokens: Tensor, fine: Tensor | None = None
                 ) -> tuple[Tensor, Tensor | None]:
-        features = self.net[:3](tokens)
+        features = self.net[:-1](tokens)
         if self.lateral is not None:
             features = F.interpolate(features, size=fine.shape[-2:], mode="bilinear",
                                      align_corners=False)
             features = torch.relu(features + self.lateral(fine))
-        logits = self.net[3](features)
+        logits = self.net[-1](features)
         if self.offsets is None:
             return logits, None
         batch, num_k, h, w = logits.shape

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,6 +55,11 @@ class ModelConfig(BaseModel):
     # A sub-cell offset per keypoint type and cell beside the heatmaps (CenterNet's offsets):
     # a stride-8 cell is wider than the OKS tolerance of a small person's eye.
     heatmap_offsets: bool = False
+    # The heatmap head's 3x3 convolutions on the tokens, one per entry, with its dilation.
+    # [1, 2, 4] (each cell sees 15 x 15 instead of 3 x 3) made tiny's CPU steps about 12 %
+    # slower and, in the synthetic bench's 30 minutes, missed more keypoints, not fewer
+    # (AP 0.382 against 0.398, docs/measurements.md): one convolution in every preset.
+    heatmap_head_dilations: list[PositiveInt] = Field([1], min_length=1)
     # At inference, draw the decoder's keypoints to the heatmap evidence within this fraction
     # of the box (clickpose.model.keypoint_heatmap.heatmap_snap; None: the decoder's as is).
     # Off: with the offsets, the decoder's keypoints beat the snapped ones once trained
