@@ -24,6 +24,7 @@ from bench.evaluation import emit
 from clickpose.io import atomic_write_json
 from clickpose.model.checkpoint import (
     CONFIG_FILE,
+    INHERITED_PRIOR_KEY,
     attach_click_prior,
     load_model,
     read_checkpoint_config,
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
         or metrics.get("measured")}
     metrics["measured"] = figures
     atomic_write_json(folder / CONFIG_FILE,
-                      {**config, "metrics": metrics, "click_prior": prior.to_json()}, indent=2)
+                      {**config, "metrics": metrics, "click_prior": prior.to_json(),
+                       INHERITED_PRIOR_KEY: None}, indent=2)
     record = {"kind": "click_prior", "name": args.name, "folder": str(folder),
               "noc": figures["noc"]}
     emit(record)
