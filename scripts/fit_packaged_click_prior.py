@@ -24,7 +24,6 @@ from bench.evaluation import emit
 from clickpose.io import atomic_write_json
 from clickpose.model.checkpoint import (
     CONFIG_FILE,
-    INHERITED_PRIOR_KEY,
     attach_click_prior,
     load_model,
     read_checkpoint_config,
@@ -49,6 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
         copy = Path(shutil.copytree(folder, Path(scratch) / args.name))
         attach_click_prior(copy, prior)
         figures = measured(copy, args.val, args.noc_images)
+        with_prior = read_checkpoint_config(copy)  # the package's config, the prior attached
     metrics = dict(config.get("metrics") or {})
     metrics["click_prior"] = {
         "data": str(args.data), "images": args.images,
@@ -59,9 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
         "measured_without": (metrics.get("click_prior") or {}).get("measured_without")
         or metrics.get("measured")}
     metrics["measured"] = figures
-    atomic_write_json(folder / CONFIG_FILE,
-                      {**config, "metrics": metrics, "click_prior": prior.to_json(),
-                       INHERITED_PRIOR_KEY: None}, indent=2)
+    atomic_write_json(folder / CONFIG_FILE, {**with_prior, "metrics": metrics}, indent=2)
     record = {"kind": "click_prior", "name": args.name, "folder": str(folder),
               "noc": figures["noc"]}
     emit(record)

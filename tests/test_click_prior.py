@@ -229,6 +229,11 @@ def test_a_checkpoint_tells_its_own_fit_from_the_prior_it_inherited(fitted, tmp_
     attach_click_prior(folder, prior, parent)                 # its fit, pooled with it
     assert read_click_prior(folder).persons_labelled == prior.persons_labelled
     assert read_inherited_click_prior(folder).persons_labelled == 7
+    config = json.loads((folder / "config.json").read_text())
+    config["click_prior_inherited"]["error_cov"] = [[1.0]]  # a damaged field is named
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"'click_prior_inherited\.error_cov'"):
+        read_inherited_click_prior(folder)
     attach_click_prior(folder, prior)                         # a fit that pooled nothing
     assert read_inherited_click_prior(folder) is None
     assert read_inherited_click_prior(save_checkpoint(tmp_path / "bare", model)) is None

@@ -40,9 +40,11 @@ class Person:
         self.keypoints, self.labelled = triplets[:, :2], triplets[:, 2] > 0
         self.area = float(annotation["area"])
 
-    def terms(self, keypoints: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
-        return keypoint_similarities(((keypoints - self.keypoints) ** 2).sum(-1), self.area,
-                                     sigmas)
+    def terms(self, keypoints: np.ndarray, sigmas: np.ndarray,
+              order: np.ndarray | None = None) -> np.ndarray:
+        """Each keypoint's OKS term against this person's, or against its keypoint `order[k]`."""
+        truth = self.keypoints if order is None else self.keypoints[order]
+        return keypoint_similarities(((keypoints - truth) ** 2).sum(-1), self.area, sigmas)
 
     def oks(self, keypoints: np.ndarray, sigmas: np.ndarray) -> float:
         return float(self.terms(keypoints, sigmas)[self.labelled].mean())
@@ -78,9 +80,7 @@ def classify(keypoints: np.ndarray, person: Person, others: list[Person],
     """Each keypoint's kind (None where the person has no label)."""
     sigmas = schema.sigmas_array
     terms = person.terms(keypoints, sigmas)
-    flipped = keypoint_similarities(
-        ((keypoints - person.keypoints[schema.flip_permutation]) ** 2).sum(-1), person.area,
-        sigmas)
+    flipped = person.terms(keypoints, sigmas, schema.flip_permutation)
     near_other = np.zeros(len(terms), dtype=bool)
     for other in others:
         near_other |= other.labelled & (other.terms(keypoints, sigmas) >= ERROR)

@@ -171,18 +171,18 @@ def read_inherited_click_prior(path: str | Path):
         return _config_click_prior(config, folder)
     if config[INHERITED_PRIOR_KEY] is None:
         return None
-    return _config_click_prior({**config, "click_prior": config[INHERITED_PRIOR_KEY]}, folder)
+    return _config_click_prior(config, folder, INHERITED_PRIOR_KEY)
 
 
-def _config_click_prior(config: dict, folder: Path):
+def _config_click_prior(config: dict, folder: Path, field: str = "click_prior"):
+    """The ClickPrior in `field` of the checkpoint's config (None when it has none)."""
     from clickpose.model.click_prior import ClickPrior, ClickPriorError
 
-    if "click_prior" not in config:
+    if field not in config:
         return None
     try:
-        return ClickPrior.from_json(config["click_prior"],
-                                    _config_schema(config, folder).num_keypoints,
-                                    str(folder / CONFIG_FILE))
+        return ClickPrior.from_json(config[field], _config_schema(config, folder).num_keypoints,
+                                    str(folder / CONFIG_FILE), field)
     except ClickPriorError as e:
         raise CheckpointError(str(e)) from None
 

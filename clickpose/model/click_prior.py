@@ -74,10 +74,12 @@ class ClickPrior:
                 "layout_var": numbers(self.layout_var), "error_cov": numbers(self.error_cov)}
 
     @classmethod
-    def from_json(cls, data: dict, num_keypoints: int, where: str) -> ClickPrior:
-        """The stored prior; ClickPriorError names `where` and the field that is wrong."""
+    def from_json(cls, data: dict, num_keypoints: int, where: str,
+                  field: str = "click_prior") -> ClickPrior:
+        """The stored prior, read from `field` of file `where`; ClickPriorError names both
+        and the part that is wrong."""
         if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-            raise ClickPriorError(f"{where}: 'click_prior' is not a version-{FORMAT_VERSION} "
+            raise ClickPriorError(f"{where}: '{field}' is not a version-{FORMAT_VERSION} "
                                   "click prior; refit it with `clickpose fit-click-prior`")
         k = num_keypoints
         shapes = {"pair_mean": (k, k, 2), "pair_var": (k, k, 2), "layout_mean": (k, 2),
@@ -90,7 +92,7 @@ class ClickPrior:
                 value = None
             if value is None or tuple(value.shape) != shape or not torch.isfinite(value).all():
                 raise ClickPriorError(
-                    f"{where}: 'click_prior.{name}' must be finite numbers of shape {shape} for "
+                    f"{where}: '{field}.{name}' must be finite numbers of shape {shape} for "
                     f"the schema's {k} keypoints; refit it with `clickpose fit-click-prior`")
             tensors[name] = value
         return cls(**tensors, persons_labelled=int(data.get("persons_labelled", 0)),
