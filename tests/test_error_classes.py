@@ -2,7 +2,7 @@
 planted error lands in its class, and setting the errors right gives the AP of perfect poses."""
 import json
 
-from planted_errors import SCHEMA, planted_dataset, planted_predictions
+from planted_errors import LEFT_WRIST, RIGHT_WRIST, SCHEMA, planted_dataset, planted_predictions
 from typer.testing import CliRunner
 
 from clickpose.cli.main import app
@@ -23,6 +23,21 @@ def test_each_planted_error_is_its_kind_and_setting_them_right_gives_perfect_ap(
     assert ap["inversion+swap+miss"] == 1.0     # a nose 2.8 px off costs no threshold
     # The ranking line keeps the poses: a perfect order cannot mend the planted errors.
     assert ap["ranking"] < 1.0
+
+
+def test_a_keypoint_near_an_unlabelled_partner_is_a_miss_not_an_inversion():
+    """COCO writes an unlabelled keypoint as (0, 0, 0): a left wrist predicted near the image's
+    corner lies 'at' the unlabelled right wrist, which is no inversion."""
+    dataset = planted_dataset()
+    first = dataset["annotations"][0]["keypoints"]
+    first[3 * RIGHT_WRIST:3 * RIGHT_WRIST + 3] = [0.0, 0.0, 0.0]
+    dataset["annotations"][0]["num_keypoints"] = 16
+    predictions = planted_predictions()
+    wrist = predictions[0]["keypoints"]
+    wrist[3 * LEFT_WRIST:3 * LEFT_WRIST + 2] = [1.0, 1.0]
+    classes = diagnose(predictions, dataset, SCHEMA)[0]
+    assert classes["counts"]["inversion"] == 0
+    assert classes["misses_by_keypoint"] == {"left_knee": 1, "left_wrist": 1}
 
 
 def _write(tmp_path, predictions):

@@ -5,7 +5,7 @@ set right.
 Each prediction, in the order of its score, is matched to the ground-truth person of its
 image it fits best (OKS above 0.1) among those still free; each labelled keypoint of a matched
 pair is then, by its OKS term: `good` (0.85 or more), `jitter` (0.5 to 0.85), `inversion`
-(under 0.5, but 0.5 or more at its left/right partner's place), `swap` (under 0.5, but 0.5 or
+(under 0.5, but 0.5 or more at its labelled left/right partner's place), `swap` (under 0.5, but 0.5 or
 more at the same keypoint of another person of the image) or `miss`. The AP (pycocotools) is
 taken as predicted, with each kind's keypoints moved onto the ground truth in turn and with
 all large errors moved, and with every prediction scored by its true OKS (what a perfect
@@ -80,7 +80,9 @@ def classify(keypoints: np.ndarray, person: Person, others: list[Person],
     """Each keypoint's kind (None where the person has no label)."""
     sigmas = schema.sigmas_array
     terms = person.terms(keypoints, sigmas)
-    flipped = person.terms(keypoints, sigmas, schema.flip_permutation)
+    partner = np.asarray(schema.flip_permutation)
+    # An unlabelled partner sits at COCO's (0, 0): no keypoint can be inverted onto it.
+    flipped = np.where(person.labelled[partner], person.terms(keypoints, sigmas, partner), 0.0)
     near_other = np.zeros(len(terms), dtype=bool)
     for other in others:
         near_other |= other.labelled & (other.terms(keypoints, sigmas) >= ERROR)
