@@ -211,6 +211,29 @@ def test_recentred_start_lies_on_a_peak_not_between_two():
     assert abs(recentred[0] - xs[0, 10]) < 0.02 and abs(recentred[1] - ys[0, 6]) < 1e-3
 
 
+def test_prior_sigma_sets_how_far_from_its_usual_place_a_start_may_lie():
+    """ModelConfig.heatmap_prior_sigma: a narrower prior around a type's usual place in the
+    box weighs a peak far from that place less than a broad one does."""
+    model, state, _, _ = _tiny_model_and_state()
+    boxes = torch.tensor([[[0.5, 0.5, 0.8, 1.0]]])
+    usual = model.keypoint_decoder.default_keypoints(boxes)[0, 0, 0]
+    xs, ys = cell_centres(state.finest_mask)
+    near_x = int((xs[0] - usual[0]).abs().argmin())
+    near_y = int((ys[0] - usual[1]).abs().argmin())
+    far_x = near_x + 5 if near_x + 5 < xs.shape[1] else near_x - 5
+    state.keypoint_heatmap = torch.full_like(state.keypoint_heatmap, -8.0)
+    state.keypoint_heatmap[0, 0, near_y, near_x] = 2.0
+    state.keypoint_heatmap[0, 0, near_y, far_x] = 6.0
+
+    def start_x(sigma: float) -> float:
+        model.config = model.config.model_copy(update={"heatmap_prior_sigma": sigma})
+        return float(model.default_keypoints(boxes, state)[0, 0, 0, 0])
+
+    broad, narrow = start_x(0.35), start_x(0.15)
+    assert abs(narrow - xs[0, near_x]) < abs(broad - xs[0, near_x])
+    assert abs(start_x(5.0) - xs[0, far_x]) < 0.02  # no prior to speak of: the stronger peak
+
+
 def _dense_start(logits, mask, boxes, layout_xy, prior_sigma, offsets=None):
     """The definition, materialised: softmax over every cell of (logit + log prior), each
     cell's centre moved by its offset (in cells)."""

@@ -139,7 +139,7 @@ class ClickPose(nn.Module):
         if state is None or state.keypoint_heatmap is None:
             return layout
         start = heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, layout,
-                              offsets=state.keypoint_offsets)
+                              self.config.heatmap_prior_sigma, offsets=state.keypoint_offsets)
         if self.config.heatmap_recentre is None:
             return start
         return heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, start,

@@ -65,6 +65,13 @@ class ModelConfig(BaseModel):
     # Off: with the offsets, the decoder's keypoints beat the snapped ones once trained
     # (bench/results/train_synthetic_snap_*.jsonl); 0.08 helped before the offsets.
     heatmap_snap: float | None = Field(None, gt=0.0)
+    # Where each person starts: the heatmaps' soft-argmax under a Gaussian of this fraction
+    # of the box around each keypoint type's usual place in it
+    # (clickpose.model.keypoint_heatmap.heatmap_start). 0.25 at prediction gains 0.013-0.019
+    # AP for tiny networks trained on synthetic people with 0.35, keeps coco-dev's and costs
+    # refine 0.33 rounds there; trained with 0.25 a network ends no better
+    # (bench/results/*prior_sigma*.jsonl): 0.35 in every preset.
+    heatmap_prior_sigma: float = Field(0.35, gt=0.0)
     # Each person's start taken again as the heatmaps' soft-argmax under a Gaussian of this
     # fraction of the box, centred on the first (which averages every peak under a broad
     # prior): a place on the evidence near it, not between two peaks (None: the first).
