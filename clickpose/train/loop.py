@@ -400,22 +400,22 @@ def fit_run_click_priors(out: Path, data: Path, images: int, device: torch.devic
     from clickpose.train.click_prior_fit import fit_click_prior
 
     started = time.monotonic()
-    fitted: dict[str, object] = {}
-    inherited: dict[str, object] = {}
+    priors: dict[str, tuple] = {}  # weights' hash -> (fitted, inherited)
     report = {}
     for name in ("last", "best"):
         folder = out / name
         if not (folder / "config.json").exists():
             continue
         sha = read_checkpoint_config(folder)["weights_sha256"]
-        if sha not in fitted:
+        if sha not in priors:
+            inherited = read_inherited_click_prior(folder)
             model = load_model(folder, device=device)
-            inherited[sha] = read_inherited_click_prior(folder)
-            fitted[sha] = fit_click_prior(model, data, images, skip_bad=skip_bad,
-                                          inherited=inherited[sha])
-        attach_click_prior(folder, fitted[sha], inherited[sha])
-        report[name] = {"persons_labelled": fitted[sha].persons_labelled,
-                        "persons_predicted": fitted[sha].persons_predicted}
+            priors[sha] = (fit_click_prior(model, data, images, skip_bad=skip_bad,
+                                           inherited=inherited), inherited)
+        fitted, inherited = priors[sha]
+        attach_click_prior(folder, fitted, inherited)
+        report[name] = {"persons_labelled": fitted.persons_labelled,
+                        "persons_predicted": fitted.persons_predicted}
     report["seconds"] = round(time.monotonic() - started, 1)
     log(f"click prior fitted on {images} training images at most "
         f"({report['seconds']:.1f} s)")
