@@ -11,6 +11,9 @@ from clickpose.model.heatmap_loss import (
     offset_targets,
 )
 from clickpose.model.keypoint_heatmap import cell_centres, heatmap_snap, heatmap_start
+from clickpose.model.presets import ModelConfig
+
+PRIOR = ModelConfig().heatmap_prior_sigma  # the start prior every preset uses
 
 SIGMAS = torch.tensor([0.05, 0.05])
 
@@ -109,7 +112,7 @@ def test_start_follows_the_peak_inside_the_box():
     logits = _peak_logits([(0, (2, 5)), (1, (6, 3))])
     boxes = torch.tensor([[[0.3, 0.5, 0.5, 1.0]]])
     layout = boxes[..., None, :2].expand(1, 1, 2, 2)
-    start = heatmap_start(logits, mask, boxes, layout)
+    start = heatmap_start(logits, mask, boxes, layout, PRIOR)
     xs, ys = cell_centres(mask)
     assert torch.allclose(start[0, 0, 0], torch.stack([xs[0, 5], ys[0, 2]]), atol=1e-3)
     assert torch.allclose(start[0, 0, 1], torch.stack([xs[0, 3], ys[0, 6]]), atol=1e-3)
@@ -121,7 +124,7 @@ def test_start_prefers_its_own_persons_keypoint_over_a_neighbours():
     logits = _peak_logits([(0, (4, 2)), (0, (4, 13))])
     boxes = torch.tensor([[[0.15, 0.5, 0.3, 1.0], [0.85, 0.5, 0.3, 1.0]]])
     layout = boxes[..., None, :2].expand(1, 2, 2, 2)
-    start = heatmap_start(logits, mask, boxes, layout)
+    start = heatmap_start(logits, mask, boxes, layout, PRIOR)
     xs, _ = cell_centres(mask)
     assert abs(start[0, 0, 0, 0] - xs[0, 2]) < 0.01
     assert abs(start[0, 1, 0, 0] - xs[0, 13]) < 0.01
@@ -133,7 +136,7 @@ def test_start_without_evidence_is_the_layout():
     logits = torch.zeros(1, 2, 8, 16)
     boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2]]])
     layout = torch.tensor([[[[0.45, 0.5], [0.55, 0.52]]]])
-    start = heatmap_start(logits, mask, boxes, layout)
+    start = heatmap_start(logits, mask, boxes, layout, PRIOR)
     assert torch.allclose(start, layout, atol=0.02)
 
 
@@ -277,7 +280,7 @@ def test_factorised_start_equals_the_softmax_over_every_cell():
             atol=2e-5, rtol=0)
     # Gradients reach the heatmap logits (training starts persons from them).
     logits.requires_grad_(True)
-    heatmap_start(logits, mask, boxes, layout).sum().backward()
+    heatmap_start(logits, mask, boxes, layout, PRIOR).sum().backward()
     assert logits.grad.abs().sum() > 0 and torch.isfinite(logits.grad).all()
 
 
@@ -422,7 +425,6 @@ def test_snapping_leaves_a_clicked_persons_pose_to_the_decoder():
 
 def test_head_dilations_stack_convolutions_and_keep_old_weights_loading():
     from clickpose.model.keypoint_heatmap import KeypointHeatmapHead
-    from clickpose.model.presets import ModelConfig
 
     plain, wide = KeypointHeatmapHead(32, 3), KeypointHeatmapHead(32, 3, dilations=(1, 2, 4))
     convs = [m for m in wide.net[:-1] if isinstance(m, torch.nn.Conv2d)]

@@ -6,10 +6,10 @@ Each prediction, in the order of its score, is matched to the ground-truth perso
 image it fits best (OKS above 0.1) among those still free; each labelled keypoint of a matched
 pair is then, by its OKS term: `good` (0.85 or more), `jitter` (0.5 to 0.85), `inversion`
 (under 0.5, but 0.5 or more at its labelled left/right partner's place), `swap` (under 0.5,
-but 0.5 or more at the same keypoint of another person of the image) or `miss`. The AP (pycocotools) is
-taken as predicted, with each kind's keypoints moved onto the ground truth in turn and with
-all large errors moved, and with every prediction scored by its true OKS (what a perfect
-ranking would give).
+but 0.5 or more at the same keypoint of another person of the image) or `miss`. The AP
+(pycocotools) is taken as predicted, with each kind's keypoints moved onto the ground truth
+in turn and with all large errors moved, and with every prediction scored by its true OKS
+(what a perfect ranking would give).
 """
 from __future__ import annotations
 

@@ -24,8 +24,6 @@ from torch import Tensor, nn
 
 from clickpose.model.encoder import valid_cells
 
-# Width of the prior around a keypoint type's usual place, as a fraction of the box.
-PRIOR_SIGMA = 0.35
 # logit(0.1): few cells are keypoints (the CenterNet initialisation).
 HEATMAP_PRIOR_LOGIT = -2.19
 
@@ -80,7 +78,7 @@ def cell_centres(mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def heatmap_start(logits: Tensor, mask: Tensor, boxes: Tensor, layout_xy: Tensor,
-                  prior_sigma: float = PRIOR_SIGMA, offsets: Tensor | None = None) -> Tensor:
+                  prior_sigma: float, offsets: Tensor | None = None) -> Tensor:
     """Starting keypoints of each person from the heatmaps.
 
     logits (B, K, h, w); mask (B, h, w) True on padding; boxes (B, N, 4) cxcywh and
