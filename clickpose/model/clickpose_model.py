@@ -20,7 +20,6 @@ from clickpose.model.human_decoder import HumanDecoder, HumanState
 from clickpose.model.inference import EvalTransform, outputs_to_poses
 from clickpose.model.keypoint_decoder import KeypointDecoder, denoising_across_mask
 from clickpose.model.keypoint_heatmap import KeypointHeatmapHead, heatmap_snap, heatmap_start
-from clickpose.model.person_layout import PersonLayoutHead
 from clickpose.model.person_score import heatmap_support, person_scores
 from clickpose.model.pose_quality import PoseQualityHead
 from clickpose.model.position_encoding import PositionEmbeddingSine
@@ -67,10 +66,6 @@ class ClickPose(nn.Module):
             # draws stay as they are without it (the head reads detached features).
             with torch.random.fork_rng(devices=[]):
                 self.pose_quality = PoseQualityHead(schema.num_keypoints)
-        self.person_layout = None
-        if config.person_layout:
-            with torch.random.fork_rng(devices=[]):  # as above: the rest draws as without it
-                self.person_layout = PersonLayoutHead(dim, schema.num_keypoints)
 
     @staticmethod
     def _input_projections(channels: list[int], dim: int, levels: int) -> nn.ModuleList:
@@ -136,20 +131,11 @@ class ClickPose(nn.Module):
             logits = torch.zeros(batch, persons, 1, device=boxes.device)
         return HumanState(self.keypoint_decoder.given_person_content(batch, persons), boxes, logits)
 
-    def person_layouts(self, content: Tensor | None) -> Tensor | None:
-        """(B, N, D) person queries -> (B, N, K, 2) their own layouts' change (None without
-        the head or the queries)."""
-        if self.person_layout is None or content is None:
-            return None
-        return self.person_layout(content)
-
-    def default_keypoints(self, boxes: Tensor, state: EncoderState | None = None,
-                          content: Tensor | None = None) -> Tensor:
+    def default_keypoints(self, boxes: Tensor, state: EncoderState | None = None) -> Tensor:
         """(B, N, 4) boxes -> (B, N, K, 2): where the keypoint decoder starts without a hint:
-        each type's learned place in the box (with `content`, the persons' queries, and the
-        person-layout head: each person's own), moved to the heatmap's evidence nearby when
+        each type's learned place in the box, moved to the heatmap's evidence nearby when
         the model has heatmaps and `state` is given."""
-        layout = self.keypoint_decoder.default_keypoints(boxes, self.person_layouts(content))
+        layout = self.keypoint_decoder.default_keypoints(boxes)
         if state is None or state.keypoint_heatmap is None:
             return layout
         start = heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, layout,
@@ -173,7 +159,7 @@ class ClickPose(nn.Module):
         """
         content, boxes = humans.content, humans.boxes
         batch, num_humans = content.shape[:2]
-        keypoints = (self.default_keypoints(boxes, state, content) if init_keypoints is None
+        keypoints = (self.default_keypoints(boxes, state) if init_keypoints is None
                      else init_keypoints)
         if pinned is None:
             pinned = torch.zeros(keypoints.shape[:-1], dtype=torch.bool, device=boxes.device)
@@ -200,10 +186,6 @@ class ClickPose(nn.Module):
             outputs["pred_keypoints"] = self.snap_keypoints(state, outputs, pinned[:, :num_humans])
         if humans.enc_outputs is not None:
             outputs["enc_outputs"] = humans.enc_outputs
-        if self.training and init_keypoints is None and self.person_layout is not None:
-            # The layouts themselves learn each matched person's pose (criterion "layout").
-            outputs["pred_layout"] = self.keypoint_decoder.default_keypoints(
-                humans.boxes, self.person_layouts(humans.content))
         if state.keypoint_heatmap is not None:
             outputs["keypoint_heatmap"] = state.keypoint_heatmap
             outputs["heatmap_mask"] = state.heatmap_mask

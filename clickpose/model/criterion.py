@@ -48,7 +48,6 @@ class LossWeights:
     heatmap: float = 1.0   # keypoint heatmaps (clickpose.model.keypoint_heatmap)
     offsets: float = 1.0   # their sub-cell offsets, L1 in cells
     quality: float = 1.0   # the predicted OKS of each pose (clickpose.model.pose_quality)
-    layout: float = 5.0    # each person's own layout against its pose (person_layout), L1
 
     def of(self, name: str) -> float:
         return asdict(self)[name]
@@ -200,11 +199,6 @@ class SetCriterion(nn.Module):
         keypoint_terms, pose_oks = {}, None
         if "pred_keypoints" in out:
             keypoint_terms, pose_oks = self.matched_keypoint_losses(out, tn, indices, num)
-        if "pred_layout" in out:
-            batch, src = _src_index(indices)
-            keypoint_terms["layout"] = keypoint_l1(
-                out["pred_layout"][batch, src].float(), _gather_targets(tn, indices, "keypoints"),
-                _gather_targets(tn, indices, "keypoint_weights")).sum() / num
         return {**self.person_losses(out, tn, indices, num, pose_oks), **keypoint_terms}, indices
 
     def dn_losses(self, dn_out: dict, padded: PaddedTargets, dn_targets: DnTargets) -> dict:

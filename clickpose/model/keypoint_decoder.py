@@ -93,12 +93,9 @@ class KeypointDecoder(nn.Module):
         for head in self.class_heads:
             nn.init.constant_(head.bias, -4.595)
 
-    def default_keypoints(self, boxes: Tensor, person_layout: Tensor | None = None) -> Tensor:
-        """(..., 4) cxcywh boxes -> (..., K, 2) starting keypoints inside each box; with
-        `person_layout` (..., K, 2) (clickpose.model.person_layout) each person's own."""
-        layout = self.keypoint_layout if person_layout is None else (
-            self.keypoint_layout + person_layout)
-        offsets = torch.tanh(layout) * 0.5  # (..., K, 2), within the box
+    def default_keypoints(self, boxes: Tensor) -> Tensor:
+        """(..., 4) cxcywh boxes -> (..., K, 2) starting keypoints inside each box."""
+        offsets = torch.tanh(self.keypoint_layout) * 0.5  # (K, 2), within the box
         xy = boxes[..., None, :2] + offsets * boxes[..., None, 2:]
         return xy.clamp(0.0, 1.0)
 

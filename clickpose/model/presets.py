@@ -72,9 +72,6 @@ class ModelConfig(BaseModel):
     # refine 0.33 rounds there; trained with 0.25 a network ends no better
     # (bench/results/*prior_sigma*.jsonl): 0.35 in every preset.
     heatmap_prior_sigma: float = Field(0.35, gt=0.0)
-    # That place read per person from its query (clickpose.model.person_layout), trained
-    # on each matched person's pose, instead of one learned layout shared by all.
-    person_layout: bool = False
     # Each person's start taken again as the heatmaps' soft-argmax under a Gaussian of this
     # fraction of the box, centred on the first (which averages every peak under a broad
     # prior): a place on the evidence near it, not between two peaks (None: the first).
@@ -109,8 +106,6 @@ class ModelConfig(BaseModel):
         if self.hidden_dim % self.num_heads or self.hidden_dim % 32:
             raise ValueError(f"hidden_dim {self.hidden_dim} must be a multiple of num_heads "
                              f"({self.num_heads}) and of 32 (GroupNorm groups)")
-        if self.person_layout and not self.keypoint_heatmap:
-            raise ValueError("person_layout needs keypoint_heatmap")
         if self.heatmap_offsets and not self.keypoint_heatmap:
             raise ValueError("heatmap_offsets needs keypoint_heatmap")
         if self.heatmap_fine_level is not None and (
