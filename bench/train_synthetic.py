@@ -6,7 +6,8 @@
         [--lr 1.6e-3] [--lr-schedule step|cosine] [--batch-size 8] [--dn-groups 1] [--epochs 24] [--noc-images 200]
         [--heatmap-fine-level 1] [--no-heatmap-offsets] [--max-humans N] [--image-size PX]
         [--score-target match|oks] [--no-feedback] [--feedback-max-rounds R]
-        [--model-option NAME=VALUE ...] [--ema-decay D] [--device cpu|cuda]
+        [--model-option NAME=VALUE ...] [--loss-weight TERM=W ...] [--ema-decay D]
+        [--device cpu|cuda]
 
 The synthetic `photo` images are generated once per (count, seed, size) and reused from
 --cache. Training runs through `clickpose.train.loop.train` (what `clickpose train` runs)
@@ -51,6 +52,7 @@ from clickpose.model.checkpoint import (
     read_online_weights,
     save_checkpoint,
 )
+from clickpose.model.criterion import LossWeights
 from clickpose.model.presets import preset_config
 from clickpose.train.loop import TrainConfig, default_cpu_threads
 from clickpose.train.optim import LR_SCHEDULES
@@ -68,6 +70,20 @@ def model_overrides(args) -> dict:
         name, value = parse_model_option(text, "--model-option")
         overrides[name] = value
     return overrides
+
+
+def parse_loss_weights(texts: list[str]) -> dict[str, float]:
+    """--loss-weight TERM=W options -> {term: weight}; a bad one stops before any work."""
+    weights = {}
+    for text in texts:
+        name, sep, raw = text.partition("=")
+        try:
+            weights[name] = float(raw) if sep else None
+            LossWeights.with_changes({name: weights[name]})
+        except (TypeError, ValueError) as error:
+            raise SystemExit(f"--loss-weight {text!r}: {error}; give TERM=W, e.g. heatmap=2") \
+                from None
+    return weights
 
 
 def summary_figures(figures: dict) -> dict:
@@ -135,6 +151,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
                         help="any other ModelConfig field of the tiny preset, the value in "
                              "JSON (e.g. hidden_dim=96); repeatable")
+    parser.add_argument("--loss-weight", action="append", default=[], metavar="TERM=W",
+                        help="a loss term weighed otherwise than its default "
+                             "(clickpose.model.criterion.LossWeights, e.g. heatmap=2); "
+                             "repeatable")
     parser.add_argument("--feedback", action=argparse.BooleanOptionalAction, default=True,
                         help="human-feedback rounds of simulated clicks in every step "
                              "(--no-feedback: the step without them; a fifth more images in the "
@@ -162,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="evaluate the run already in --out")
     args = parser.parse_args(argv)
     overrides = model_overrides(args)  # a bad --model-option stops before any work
+    loss_weights = parse_loss_weights(args.loss_weight)
 
     threads = args.threads or default_cpu_threads(args.workers)
     torch.set_num_threads(threads)
@@ -179,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         run_training(TrainConfig(
             data=train_dir, out=args.out, preset="tiny", epochs=args.epochs, seed=args.train_seed,
             batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, workers=args.workers,
-            dn_groups=args.dn_groups, score_target=args.score_target,
+            dn_groups=args.dn_groups, score_target=args.score_target, loss_weights=loss_weights,
             feedback=args.feedback, feedback_max_rounds=args.feedback_max_rounds,
             model_overrides=overrides, image_size=args.image_size,
             # Square images: the longer side may grow with the shorter one.

@@ -52,6 +52,19 @@ class LossWeights:
     def of(self, name: str) -> float:
         return asdict(self)[name]
 
+    @classmethod
+    def with_changes(cls, changes: dict[str, float]) -> LossWeights:
+        """The defaults with `changes` (term -> weight); an unknown term or a negative
+        weight is refused, naming the terms there are."""
+        known = set(cls.__dataclass_fields__)
+        for name, value in changes.items():
+            if name not in known:
+                raise ValueError(f"loss weight '{name}' is not a loss term; the terms are "
+                                 f"{', '.join(sorted(known))}")
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"loss weight '{name}' = {value!r}: give a number >= 0")
+        return cls(**{name: float(value) for name, value in changes.items()})
+
 
 def varifocal_loss(logits: Tensor, quality: Tensor, alpha: float = VARIFOCAL_ALPHA,
                    gamma: float = 2.0) -> Tensor:

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch.utils.data import DataLoader, DistributedSampler
 
 from clickpose.io import atomic_write_text
@@ -36,7 +36,7 @@ from clickpose.model.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
-from clickpose.model.criterion import SetCriterion
+from clickpose.model.criterion import LossWeights, SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
 from clickpose.train.defaults import CLICK_PRIOR_IMAGES
 from clickpose.train.distributed import Distributed, join_process_group, leave_process_group
@@ -81,6 +81,9 @@ class TrainConfig(BaseModel):
     model_overrides: dict = {}         # other ModelConfig fields, e.g. {'num_queries': 50}
     dn_groups: int = 2
     score_target: Literal["match", "oks"] = "match"  # oks: scores learn pose quality
+    # Loss terms weighed otherwise than clickpose.model.criterion.LossWeights' defaults,
+    # e.g. {'heatmap': 2.0}.
+    loss_weights: dict[str, float] = {}
     feedback: bool = True
     feedback_max_rounds: int | None = None
     backbone_weights: str | None = None  # 'none' | 'lite0' | 'timm'; default: the preset's
@@ -98,6 +101,12 @@ class TrainConfig(BaseModel):
     # and pooled with the one inherited from --init (clickpose.model.click_prior; 0: no fit,
     # the checkpoints keep what they inherited).
     click_prior_images: int = Field(CLICK_PRIOR_IMAGES, ge=0)
+
+    @field_validator("loss_weights")
+    @classmethod
+    def _known_loss_terms(cls, value: dict[str, float]) -> dict[str, float]:
+        LossWeights.with_changes(value)  # refuses an unknown term before any work
+        return value
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -279,7 +288,8 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
         val_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
         collate_fn=collate_batch)
 
-    criterion = SetCriterion(schema, score_target=cfg.score_target).to(device)
+    criterion = SetCriterion(schema, weights=LossWeights.with_changes(cfg.loss_weights),
+                             score_target=cfg.score_target).to(device)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_mult)
     steps_per_epoch = len(train_loader) if cfg.max_steps_per_epoch is None else \
         min(len(train_loader), cfg.max_steps_per_epoch)
