@@ -78,11 +78,12 @@ def parse_loss_weights(texts: list[str]) -> dict[str, float]:
     for text in texts:
         name, sep, raw = text.partition("=")
         try:
-            weights[name] = float(raw) if sep else None
-            LossWeights.with_changes({name: weights[name]})
-        except (TypeError, ValueError) as error:
+            weight = float(raw) if sep else None
+            LossWeights.with_changes({name: weight})
+        except ValueError as error:
             raise SystemExit(f"--loss-weight {text!r}: {error}; give TERM=W, e.g. heatmap=2") \
                 from None
+        weights[name] = weight
     return weights
 
 
