@@ -5,6 +5,7 @@ cached, flip only, one denoising group, feedback rounds).
     .venv/bin/python bench/train_step.py [--steps 50] [--warmup 25] [--repeats 3]
         [--batch-size 8] [--threads 2] [--images 200] [--size 256] [--cache work/bench_synth]
         [--device cpu|cuda] [--compile off|default|reduce-overhead]
+        [--model-option NAME=VALUE ...]
 
 The 25 batches are drawn once and their backbone features cached before timing, so the
 figure is the transformer's step alone: forward and losses, backward, gradient clipping and
@@ -13,7 +14,9 @@ the AdamW update. Each repeat times `--steps` steps cycling over the batches (a 
 machine, each repeat (seconds per step, images/s, each phase's share) and the median. The
 process's CPU time per step beside the wall time says, on a GPU, how much of a step is the
 host's. `--compile` hands each transformer layer (encoder, human and keypoint decoders) to
-torch.compile; the warm-up steps hold its compilation and recompiles.
+torch.compile; the warm-up steps hold its compilation and recompiles. `--model-option`
+changes a field of the preset (as `bench/train_synthetic.py` does), to time what an option
+costs a step before a 30-minute run spends on it.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit
 from bench.latency import machine
+from bench.model_options import parse_model_option
 from bench.synthetic_sets import CACHE, TRAIN_SEED, cached_dataset
 from clickpose.data import collate_batch, load_coco_dataset
 from clickpose.data.transforms import flip_resize_transforms
@@ -49,12 +53,14 @@ class StepRig:
     """A model, its optimizer and a fixed list of batches whose features are cached."""
 
     def __init__(self, folder: Path, batch_size: int, batches: int, seed: int = 0,
-                 device: str = "cpu", compile_mode: str = "off"):
+                 device: str = "cpu", compile_mode: str = "off",
+                 model_options: dict | None = None):
         torch.manual_seed(seed)
         self.device = torch.device(device)
         dataset = load_coco_dataset(folder, seed=seed)
         self.schema = dataset.schema
-        self.model = build_model(preset_config("tiny", self.schema.num_keypoints), self.schema)
+        self.model = build_model(preset_config("tiny", self.schema.num_keypoints,
+                                               **(model_options or {})), self.schema)
         config = self.model.config
         dataset.transforms = flip_resize_transforms(self.schema, config.image_size,
                                                     config.max_size, mean=config.pixel_mean,
@@ -144,12 +150,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compile", default="off",
                         choices=["off", "default", "reduce-overhead"],
                         help="torch.compile mode of the transformer layers")
+    parser.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a ModelConfig field of the preset changed (value in JSON)")
     args = parser.parse_args(argv)
+    options = dict(parse_model_option(text, "--model-option") for text in args.model_option)
     torch.set_num_threads(args.threads)
     emit(machine(args.device))
     folder = cached_dataset(args.cache, args.images, TRAIN_SEED, args.size)
     rig = StepRig(folder, args.batch_size, batches=BATCHES, device=args.device,
-                  compile_mode=args.compile)
+                  compile_mode=args.compile, model_options=options)
     started = time.perf_counter()
     for i in range(args.warmup):
         rig.step(i)
@@ -160,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
         repeats.append(time_steps(rig, args.warmup + r * args.steps, args.steps, args.batch_size))
         emit(repeats[-1])
     summary = {"kind": "summary", "preset": "tiny", "batch_size": args.batch_size,
-               "compile": args.compile,
+               "compile": args.compile, "model_options": options,
                "median_s_per_step": statistics.median(r["s_per_step"] for r in repeats),
                "median_images_per_s": statistics.median(r["images_per_s"] for r in repeats),
                "median_cpu_s_per_step": statistics.median(r["cpu_s_per_step"] for r in repeats)}
