@@ -25,7 +25,6 @@ from clickpose.model.person_score import heatmap_support, person_scores
 from clickpose.model.pose_quality import PoseQualityHead
 from clickpose.model.position_encoding import PositionEmbeddingSine
 from clickpose.model.presets import ModelConfig
-from clickpose.model.token_selection import TokenScorer, select_tokens, token_centres
 from clickpose.poses import Poses
 
 
@@ -50,7 +49,6 @@ class ClickPose(nn.Module):
         self.position_encoding = PositionEmbeddingSine(dim // 2)
         self.encoder = Encoder(config.enc_layers, dim, config.ffn_dim, levels, config.num_heads,
                                config.enc_points, config.dropout)
-        self.token_scorer = TokenScorer(dim) if config.enc_token_ratio is not None else None
         self.human_decoder = HumanDecoder(
             config.human_layers, dim, config.ffn_dim, levels, config.num_heads,
             config.dec_points, config.dropout, config.num_queries, config.max_humans)
@@ -114,16 +112,8 @@ class ClickPose(nn.Module):
         starts = [0]
         for h, w in level_shapes[:-1]:
             starts.append(starts[-1] + h * w)
-        saliency, selected = None, None
-        if self.token_scorer is not None:
-            logits = self.token_scorer(src + pos)
-            selected = select_tokens(logits, memory_mask, self.config.enc_token_ratio)
-            centres, halves = token_centres(level_shapes, valid_ratios)
-            saliency = {"logits": logits, "centres": centres, "halves": halves,
-                        "padding": memory_mask}
-        memory = self.encoder(src, pos, memory_mask, level_shapes, valid_ratios, selected)
-        state = EncoderState(memory, memory_mask, pos, level_shapes, starts, valid_ratios,
-                             token_saliency=saliency)
+        memory = self.encoder(src, pos, memory_mask, level_shapes, valid_ratios)
+        state = EncoderState(memory, memory_mask, pos, level_shapes, starts, valid_ratios)
         if self.keypoint_heatmap is not None:
             h, w = level_shapes[0]
             finest = memory[:, :h * w].transpose(1, 2).reshape(len(memory), -1, h, w)
@@ -221,8 +211,6 @@ class ClickPose(nn.Module):
             outputs["heatmap_mask"] = state.heatmap_mask
             if state.keypoint_offsets is not None:
                 outputs["keypoint_offsets"] = state.keypoint_offsets
-        if state.token_saliency is not None:
-            outputs["token_saliency"] = state.token_saliency
         if person_maps is not None and self.training:
             outputs["person_heatmap"] = person_maps
         if dn is not None:

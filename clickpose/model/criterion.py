@@ -29,7 +29,6 @@ from clickpose.model.losses import (
 from clickpose.model.matcher import HungarianMatcher, PaddedTargets
 from clickpose.model.pose_errors import DnTargets
 from clickpose.model.pose_quality import quality_loss
-from clickpose.model.token_selection import token_saliency_loss
 
 SCORE_TARGETS = ("match", "oks")
 VARIFOCAL_ALPHA = 0.75   # VarifocalNet's weight of the negatives
@@ -49,7 +48,6 @@ class LossWeights:
     heatmap: float = 1.0   # keypoint heatmaps (clickpose.model.keypoint_heatmap)
     offsets: float = 1.0   # their sub-cell offsets, L1 in cells
     quality: float = 1.0   # the predicted OKS of each pose (clickpose.model.pose_quality)
-    saliency: float = 1.0  # the encoder's token scorer (clickpose.model.token_selection)
     person: float = 1.0    # each person's own heatmaps (clickpose.model.person_heatmap)
 
     def of(self, name: str) -> float:
@@ -289,8 +287,6 @@ class SetCriterion(nn.Module):
         if "pred_quality" in outputs:
             raw["quality"] = quality_loss(outputs["pred_quality"], outputs["pred_keypoints"],
                                           padded, self.sigmas, outputs["pred_logits"])
-        if "token_saliency" in outputs:
-            raw["saliency"] = token_saliency_loss(outputs["token_saliency"], tn)
         losses = self.weighted(raw, factor, prefix)
         if "enc_outputs" in outputs:
             enc, _ = self.output_losses(outputs["enc_outputs"], tn, num, padded)

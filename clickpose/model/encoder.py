@@ -31,9 +31,6 @@ class EncoderState:
     keypoint_offsets: Tensor | None = None
     # (B, D, h, w) the heatmap head's features, kept when persons have their own heatmaps.
     heatmap_features: Tensor | None = None
-    # The token scorer's output when the encoder updates only the foreground tokens
-    # (clickpose.model.token_selection): {logits, centres, halves, padding}; None otherwise.
-    token_saliency: dict | None = None
 
     @property
     def heatmap_mask(self) -> Tensor:
@@ -60,11 +57,8 @@ class EncoderLayer(nn.Module):
         self.ffn = FeedForward(dim, ffn_dim, dropout)
 
     def forward(self, src: Tensor, pos: Tensor, reference_points: Tensor,
-                level_shapes: list[tuple[int, int]], padding_mask: Tensor,
-                value_src: Tensor | None = None) -> Tensor:
-        """Updates the tokens `src`, which read `value_src` (all tokens; default: `src`)."""
-        values = src if value_src is None else value_src
-        attended = self.self_attn(src + pos, reference_points, values, level_shapes, padding_mask)
+                level_shapes: list[tuple[int, int]], padding_mask: Tensor) -> Tensor:
+        attended = self.self_attn(src + pos, reference_points, src, level_shapes, padding_mask)
         src = self.norm(src + self.dropout(attended))
         return self.ffn(src)
 
@@ -78,22 +72,10 @@ class Encoder(nn.Module):
             for _ in range(num_layers))
 
     def forward(self, src: Tensor, pos: Tensor, padding_mask: Tensor,
-                level_shapes: list[tuple[int, int]], valid_ratios: Tensor,
-                selected: Tensor | None = None) -> Tensor:
-        """selected (B, k): the only tokens the layers update (all when None); every token
-        stays a value they read."""
+                level_shapes: list[tuple[int, int]], valid_ratios: Tensor) -> Tensor:
         reference_points = encoder_reference_points(level_shapes, valid_ratios)
-        if selected is None:
-            for layer in self.layers:
-                src = layer(src, pos, reference_points, level_shapes, padding_mask)
-            return src
-        rows = selected[..., None].expand(-1, -1, src.shape[-1])
-        pos, reference_points = pos.gather(1, rows), reference_points.gather(
-            1, selected[:, :, None, None].expand(-1, -1, *reference_points.shape[2:]))
         for layer in self.layers:
-            updated = layer(src.gather(1, rows), pos, reference_points, level_shapes,
-                            padding_mask, value_src=src)
-            src = src.scatter(1, rows, updated)
+            src = layer(src, pos, reference_points, level_shapes, padding_mask)
         return src
 
 

@@ -41,9 +41,6 @@ class ModelConfig(BaseModel):
     keypoint_layers: int = 3
     enc_points: int = 2
     dec_points: int = 4
-    # The encoder's layers update only this fraction of the tokens, those a learned scorer
-    # finds on persons (clickpose.model.token_selection); None: every token.
-    enc_token_ratio: float | None = Field(None, gt=0.0, le=1.0)
     num_queries: int = 100          # encoder proposals -> human-detection queries
     max_humans: int = 20            # humans kept for the keypoint decoder
     # Start each person's keypoints from per-type heatmaps on the finest level
