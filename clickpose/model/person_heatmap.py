@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from clickpose.model.keypoint_heatmap import cell_centres
 
 RELATIVE_TERMS = 4  # x, y, x^2, y^2 of each cell relative to the box, in box sizes
+RELATIVE_RANGE = 1.5  # ... within this many box sizes of its centre (farther: as far)
 
 
 class PersonHeatmapHead(nn.Module):
@@ -40,8 +41,10 @@ class PersonHeatmapHead(nn.Module):
         logits = torch.einsum("bnkf,bfyx->bnkyx", weights, self.features(features))
         xs, ys = cell_centres(mask)
         size = boxes[..., 2:].clamp(min=1e-3)
-        rel_x = (xs[:, None] - boxes[..., :1]) / size[..., :1]                 # (B, N, w)
-        rel_y = (ys[:, None] - boxes[..., 1:2]) / size[..., 1:]                # (B, N, h)
+        # Bounded: a small person's far cells would otherwise reach hundreds of box sizes
+        # squared, and their gradients would take the whole clipped step.
+        rel_x = ((xs[:, None] - boxes[..., :1]) / size[..., :1]).clamp(-RELATIVE_RANGE, RELATIVE_RANGE)
+        rel_y = ((ys[:, None] - boxes[..., 1:2]) / size[..., 1:]).clamp(-RELATIVE_RANGE, RELATIVE_RANGE)
         along_x = relative[..., :1] * rel_x[:, :, None] + relative[..., 2:3] * rel_x[:, :, None] ** 2
         along_y = relative[..., 1:2] * rel_y[:, :, None] + relative[..., 3:] * rel_y[:, :, None] ** 2
         logits = logits + along_x[..., None, :] + along_y[..., :, None] + bias[..., None]
