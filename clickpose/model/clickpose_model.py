@@ -20,7 +20,6 @@ from clickpose.model.human_decoder import HumanDecoder, HumanState
 from clickpose.model.inference import EvalTransform, outputs_to_poses
 from clickpose.model.keypoint_decoder import KeypointDecoder, denoising_across_mask
 from clickpose.model.keypoint_heatmap import KeypointHeatmapHead, heatmap_snap, heatmap_start
-from clickpose.model.person_heatmap import PersonHeatmapHead
 from clickpose.model.person_score import heatmap_support, person_scores
 from clickpose.model.pose_quality import PoseQualityHead
 from clickpose.model.position_encoding import PositionEmbeddingSine
@@ -61,8 +60,6 @@ class ClickPose(nn.Module):
                                 offsets=config.heatmap_offsets,
                                 dilations=tuple(config.heatmap_head_dilations))
             if config.keypoint_heatmap else None)
-        self.person_heatmap = (PersonHeatmapHead(dim, schema.num_keypoints)
-                               if config.person_heatmaps else None)
         self.pose_quality = None
         if config.pose_quality:
             # Its own draw of the random stream: the data order and everything else a run
@@ -117,10 +114,8 @@ class ClickPose(nn.Module):
         if self.keypoint_heatmap is not None:
             h, w = level_shapes[0]
             finest = memory[:, :h * w].transpose(1, 2).reshape(len(memory), -1, h, w)
-            features = self.keypoint_heatmap.hidden(finest, fine[0][0] if fine else None)
-            state.keypoint_heatmap, state.keypoint_offsets = self.keypoint_heatmap.outputs(features)
-            if self.person_heatmap is not None:
-                state.heatmap_features = features
+            state.keypoint_heatmap, state.keypoint_offsets = self.keypoint_heatmap(
+                finest, fine[0][0] if fine else None)
             state.heatmap_padding = fine[0][1] if fine else None
         return state
 
@@ -136,30 +131,19 @@ class ClickPose(nn.Module):
             logits = torch.zeros(batch, persons, 1, device=boxes.device)
         return HumanState(self.keypoint_decoder.given_person_content(batch, persons), boxes, logits)
 
-    def default_keypoints(self, boxes: Tensor, state: EncoderState | None = None,
-                          person_maps: Tensor | None = None) -> Tensor:
+    def default_keypoints(self, boxes: Tensor, state: EncoderState | None = None) -> Tensor:
         """(B, N, 4) boxes -> (B, N, K, 2): where the keypoint decoder starts without a hint:
         each type's learned place in the box, moved to the heatmap's evidence nearby when
-        the model has heatmaps and `state` is given (the persons' own maps `person_maps`
-        (B, N, K, h, w) when given, else the type maps)."""
+        the model has heatmaps and `state` is given."""
         layout = self.keypoint_decoder.default_keypoints(boxes)
         if state is None or state.keypoint_heatmap is None:
             return layout
-        maps = state.keypoint_heatmap if person_maps is None else person_maps
-        start = heatmap_start(maps, state.heatmap_mask, boxes, layout,
+        start = heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, layout,
                               self.config.heatmap_prior_sigma, offsets=state.keypoint_offsets)
         if self.config.heatmap_recentre is None:
             return start
-        return heatmap_start(maps, state.heatmap_mask, boxes, start,
+        return heatmap_start(state.keypoint_heatmap, state.heatmap_mask, boxes, start,
                              self.config.heatmap_recentre, offsets=state.keypoint_offsets)
-
-    def person_maps(self, state: EncoderState, humans: HumanState) -> Tensor | None:
-        """(B, N, K, h, w) the detected humans' own heatmap logits; None without them (no
-        person heatmaps, or humans drawn as boxes, whose content no query wrote)."""
-        if self.person_heatmap is None or not humans.detected or state.heatmap_features is None:
-            return None
-        return self.person_heatmap(state.heatmap_features, state.keypoint_heatmap,
-                                   state.heatmap_mask, humans.content, humans.boxes.detach())
 
     # ---- stage 3: keypoints --------------------------------------------------------------
     def decode_keypoints(self, state: EncoderState, humans: HumanState,
@@ -175,12 +159,8 @@ class ClickPose(nn.Module):
         """
         content, boxes = humans.content, humans.boxes
         batch, num_humans = content.shape[:2]
-        person_maps = None
-        if init_keypoints is None:
-            person_maps = self.person_maps(state, humans)
-            keypoints = self.default_keypoints(boxes, state, person_maps)
-        else:
-            keypoints = init_keypoints
+        keypoints = (self.default_keypoints(boxes, state) if init_keypoints is None
+                     else init_keypoints)
         if pinned is None:
             pinned = torch.zeros(keypoints.shape[:-1], dtype=torch.bool, device=boxes.device)
         across_mask = None
@@ -211,8 +191,6 @@ class ClickPose(nn.Module):
             outputs["heatmap_mask"] = state.heatmap_mask
             if state.keypoint_offsets is not None:
                 outputs["keypoint_offsets"] = state.keypoint_offsets
-        if person_maps is not None and self.training:
-            outputs["person_heatmap"] = person_maps
         if dn is not None:
             noised = [{k: v[:, num_humans:] for k, v in out.items()} for out in layers]
             outputs["dn"] = {**noised[-1], "aux_outputs": noised[:-1]}

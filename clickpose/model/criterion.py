@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clickpose.keypoints import KeypointSchema
-from clickpose.model.heatmap_loss import heatmap_focal_loss, offset_l1_loss, person_heatmap_loss
+from clickpose.model.heatmap_loss import heatmap_focal_loss, offset_l1_loss
 from clickpose.model.losses import (
     box_cxcywh_to_xyxy,
     box_xyxy_to_cxcywh,
@@ -48,7 +48,6 @@ class LossWeights:
     heatmap: float = 1.0   # keypoint heatmaps (clickpose.model.keypoint_heatmap)
     offsets: float = 1.0   # their sub-cell offsets, L1 in cells
     quality: float = 1.0   # the predicted OKS of each pose (clickpose.model.pose_quality)
-    person: float = 1.0    # each person's own heatmaps (clickpose.model.person_heatmap)
 
     def of(self, name: str) -> float:
         return asdict(self)[name]
@@ -269,7 +268,7 @@ class SetCriterion(nn.Module):
         tn = targets if normalized else normalize_targets(targets)
         num = float(max(sum(len(t["boxes"]) for t in tn), 1))
         padded = PaddedTargets.of(tn, outputs["pred_boxes"].device)
-        raw, indices = self.output_losses(outputs, tn, num, padded)
+        raw, _ = self.output_losses(outputs, tn, num, padded)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
             raw.update({f"{k}_aux{i}": v
                         for k, v in self.output_losses(aux, tn, num, padded)[0].items()})
@@ -279,9 +278,6 @@ class SetCriterion(nn.Module):
         if "keypoint_heatmap" in outputs:
             raw["heatmap"] = heatmap_focal_loss(outputs["keypoint_heatmap"],
                                                 outputs["heatmap_mask"], tn, self.sigmas)
-        if "person_heatmap" in outputs:
-            raw["person"] = person_heatmap_loss(outputs["person_heatmap"], outputs["heatmap_mask"],
-                                                tn, indices, self.sigmas)
         if "keypoint_offsets" in outputs:
             raw["offsets"] = offset_l1_loss(outputs["keypoint_offsets"], outputs["heatmap_mask"], tn)
         if "pred_quality" in outputs:

@@ -29,8 +29,6 @@ class EncoderState:
     # (B, K, 2, h, w) where in its cell each type's keypoint lies, in cells from the cell's
     # centre (None: the model predicts no offsets; keypoints sit at cell centres).
     keypoint_offsets: Tensor | None = None
-    # (B, D, h, w) the heatmap head's features, kept when persons have their own heatmaps.
-    heatmap_features: Tensor | None = None
 
     @property
     def heatmap_mask(self) -> Tensor:

@@ -96,26 +96,6 @@ def heatmap_focal_loss(logits: Tensor, mask: Tensor, tn: list[dict], sigmas: Ten
     return -(pos.sum() + neg.sum()) / positive.sum().clamp(min=1)
 
 
-def person_heatmap_loss(logits: Tensor, mask: Tensor, tn: list[dict],
-                        indices: list[tuple[Tensor, Tensor]], sigmas: Tensor) -> Tensor:
-    """The focal loss of each matched person's own maps (B, N, K, h, w) against that person's
-    keypoints alone: everyone else's are negatives there. indices: the matcher's (query,
-    target) pairs per image."""
-    maps, masks, persons = [], [], []
-    for b, (queries, matched) in enumerate(indices):
-        t = tn[b]
-        for q, j in zip(queries.tolist(), matched.tolist()):
-            maps.append(logits[b, q])
-            masks.append(mask[b])
-            persons.append({"keypoints": t["keypoints"][j:j + 1],
-                            "keypoint_weights": t["keypoint_weights"][j:j + 1],
-                            "area": t["area"][j:j + 1], "scale": t["scale"],
-                            "crowd_boxes": t.get("crowd_boxes")})
-    if not maps:
-        return logits.sum() * 0.0
-    return heatmap_focal_loss(torch.stack(maps), torch.stack(masks), persons, sigmas)
-
-
 def offset_targets(tn: list[dict], mask: Tensor, num_k: int,
                    radius: float = OFFSET_RADIUS_CELLS) -> tuple[Tensor, Tensor]:
     """Offsets (B, K, 2, h, w) in cells from each cell's centre to the nearest labelled

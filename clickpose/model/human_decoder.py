@@ -25,8 +25,6 @@ class HumanState:
     layer_outputs: list[dict] = field(default_factory=list)
     # The top-k encoder proposals that became the queries: {pred_logits, pred_boxes}.
     enc_outputs: dict | None = None
-    # Found by the human decoder (False: drawn boxes with the 'given person' content).
-    detected: bool = False
 
 
 class HumanDecoderLayer(nn.Module):
@@ -105,7 +103,6 @@ class HumanDecoder(nn.Module):
             logits=torch.gather(logits, 1, keep[..., None]),
             layer_outputs=layer_outputs,
             enc_outputs=enc_outputs,
-            detected=True,
         )
 
     def propose(self, state: EncoderState) -> tuple[Tensor, Tensor, Tensor]:

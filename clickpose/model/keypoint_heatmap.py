@@ -56,19 +56,11 @@ class KeypointHeatmapHead(nn.Module):
 
     def forward(self, tokens: Tensor, fine: Tensor | None = None
                 ) -> tuple[Tensor, Tensor | None]:
-        return self.outputs(self.hidden(tokens, fine))
-
-    def hidden(self, tokens: Tensor, fine: Tensor | None = None) -> Tensor:
-        """The features the logits and offsets are read from (B, D, h, w) (at the finer
-        map's resolution with `fine`)."""
         features = self.net[:-1](tokens)
         if self.lateral is not None:
             features = F.interpolate(features, size=fine.shape[-2:], mode="bilinear",
                                      align_corners=False)
             features = torch.relu(features + self.lateral(fine))
-        return features
-
-    def outputs(self, features: Tensor) -> tuple[Tensor, Tensor | None]:
         logits = self.net[-1](features)
         if self.offsets is None:
             return logits, None
@@ -89,8 +81,7 @@ def heatmap_start(logits: Tensor, mask: Tensor, boxes: Tensor, layout_xy: Tensor
                   prior_sigma: float, offsets: Tensor | None = None) -> Tensor:
     """Starting keypoints of each person from the heatmaps.
 
-    logits (B, K, h, w), or each person's own (B, N, K, h, w) (clickpose.model.person_heatmap);
-    mask (B, h, w) True on padding; boxes (B, N, 4) cxcywh and
+    logits (B, K, h, w); mask (B, h, w) True on padding; boxes (B, N, 4) cxcywh and
     layout_xy (B, N, K, 2) each type's usual place in the box, both normalized.
     Returns (B, N, K, 2) normalized: the expected position under
     softmax(heatmap logit + log Gaussian prior around layout_xy, `prior_sigma` x the box)
@@ -104,25 +95,21 @@ def heatmap_start(logits: Tensor, mask: Tensor, boxes: Tensor, layout_xy: Tensor
     # outer product of a row and a column, so every sum is a matrix product and no
     # (B, N, K, h, w) tensor is made (it doubled a click's cost on large maps). Each factor
     # is scaled by its own maximum, as a softmax subtracts the maximum.
-    per_person = logits.dim() == 5
-    maps = "bnkyx" if per_person else "bkyx"
-    padding = mask[:, None, None] if per_person else mask[:, None]
-    logits = logits.float().masked_fill(padding, float("-inf"))
-    evidence = (logits - logits.flatten(-2).amax(-1)[..., None, None]).exp()  # (B, [N,] K, h, w)
+    logits = logits.float().masked_fill(mask[:, None], float("-inf"))
+    evidence = (logits - logits.flatten(2).amax(-1)[..., None, None]).exp()  # (B, K, h, w)
     weight_x = (prior_x - prior_x.amax(-1, keepdim=True)).exp()           # (B, N, K, w)
     weight_y = (prior_y - prior_y.amax(-1, keepdim=True)).exp()           # (B, N, K, h)
-    per_x = torch.einsum(f"bnky,{maps}->bnkx", weight_y, evidence) * weight_x
-    per_y = torch.einsum(f"bnkx,{maps}->bnky", weight_x, evidence) * weight_y
+    per_x = torch.einsum("bnky,bkyx->bnkx", weight_y, evidence) * weight_x
+    per_y = torch.einsum("bnkx,bkyx->bnky", weight_x, evidence) * weight_y
     total = per_x.sum(-1)                                                 # (B, N, K)
     x = (per_x * xs[:, None, None, :]).sum(-1)
     y = (per_y * ys[:, None, None, :]).sum(-1)
     if offsets is not None:  # offsets are in cells; positions are fractions of the image
         valid_w, valid_h = valid_cells(mask)
-        offsets = offsets[:, None] if per_person else offsets
-        x = x + _offset_votes(weight_y, weight_x, evidence * offsets[..., 0, :, :].float(),
-                              f"bnky,{maps}->bnkx") / valid_w[:, None, None]
-        y = y + _offset_votes(weight_x, weight_y, evidence * offsets[..., 1, :, :].float(),
-                              f"bnkx,{maps}->bnky") / valid_h[:, None, None]
+        x = x + _offset_votes(weight_y, weight_x, evidence * offsets[:, :, 0].float(),
+                              "bnky,bkyx->bnkx") / valid_w[:, None, None]
+        y = y + _offset_votes(weight_x, weight_y, evidence * offsets[:, :, 1].float(),
+                              "bnkx,bkyx->bnky") / valid_h[:, None, None]
     # No evidence at all under the prior (every term underflowed): its centre.
     found = total > torch.finfo(total.dtype).tiny
     total = total.clamp(min=torch.finfo(total.dtype).tiny)

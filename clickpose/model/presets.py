@@ -55,9 +55,6 @@ class ModelConfig(BaseModel):
     # A sub-cell offset per keypoint type and cell beside the heatmaps (CenterNet's offsets):
     # a stride-8 cell is wider than the OKS tolerance of a small person's eye.
     heatmap_offsets: bool = False
-    # Each detected person's own heatmaps (clickpose.model.person_heatmap): the type maps plus
-    # a dynamic 1x1 convolution written by the person's query; its start is read from them.
-    person_heatmaps: bool = False
     # The heatmap head's 3x3 convolutions on the tokens, one per entry, with its dilation.
     # [1, 2, 4] (each cell sees 15 x 15 instead of 3 x 3) made tiny's CPU steps about 12 %
     # slower and, in the synthetic bench's 30 minutes, missed more keypoints, not fewer
@@ -111,8 +108,6 @@ class ModelConfig(BaseModel):
                              f"({self.num_heads}) and of 32 (GroupNorm groups)")
         if self.heatmap_offsets and not self.keypoint_heatmap:
             raise ValueError("heatmap_offsets needs keypoint_heatmap")
-        if self.person_heatmaps and not self.keypoint_heatmap:
-            raise ValueError("person_heatmaps needs keypoint_heatmap")
         if self.heatmap_fine_level is not None and (
                 not self.keypoint_heatmap
                 or self.heatmap_fine_level >= min(self.backbone_out_indices)):
