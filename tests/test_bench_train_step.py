@@ -33,3 +33,19 @@ def test_compile_option_hands_every_transformer_layer_to_torch_compile():
     layers = [*model.encoder.layers, *model.human_decoder.layers, *model.keypoint_decoder.layers]
     assert layers and all(layer._compiled_call_impl is not None for layer in layers)
     assert model.keypoint_decoder.xy_heads[0]._compiled_call_impl is None  # heads stay eager
+
+
+def test_model_option_changes_the_timed_preset_and_a_bad_one_stops_first(tmp_path, capsys):
+    import pytest
+
+    bench = load_bench("train_step")
+    summary = bench.main(["--images", "4", "--size", "96", "--batch-size", "2", "--steps", "1",
+                          "--warmup", "1", "--repeats", "1", "--threads", "1",
+                          "--cache", str(tmp_path / "cache"), "--model-option", "enc_layers=1"])
+    assert summary["model_options"] == {"enc_layers": 1}
+    folder = bench.cached_dataset(tmp_path / "cache", 4, bench.TRAIN_SEED, 96)
+    rig = bench.StepRig(folder, 2, batches=1, model_options={"enc_layers": 1})
+    assert len(rig.model.encoder.layers) == 1 and rig.model.config.enc_layers == 1
+    with pytest.raises(SystemExit, match="ModelConfig field"):
+        bench.main(["--model-option", "no_such_field=1", "--cache", str(tmp_path / "none")])
+    assert not (tmp_path / "none").exists()  # stopped before drawing any data
