@@ -154,6 +154,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="a ModelConfig field of the preset changed (value in JSON)")
     args = parser.parse_args(argv)
     options = dict(parse_model_option(text, "--model-option") for text in args.model_option)
+    try:  # a value the preset refuses stops here, before any data are drawn
+        preset_config("tiny", **options)
+    except ValueError as error:
+        raise SystemExit(f"--model-option: {error}") from None
     torch.set_num_threads(args.threads)
     emit(machine(args.device))
     folder = cached_dataset(args.cache, args.images, TRAIN_SEED, args.size)

@@ -48,4 +48,6 @@ def test_model_option_changes_the_timed_preset_and_a_bad_one_stops_first(tmp_pat
     assert len(rig.model.encoder.layers) == 1 and rig.model.config.enc_layers == 1
     with pytest.raises(SystemExit, match="ModelConfig field"):
         bench.main(["--model-option", "no_such_field=1", "--cache", str(tmp_path / "none")])
+    with pytest.raises(SystemExit, match="hidden_dim 70 must be a multiple"):
+        bench.main(["--model-option", "hidden_dim=70", "--cache", str(tmp_path / "none")])
     assert not (tmp_path / "none").exists()  # stopped before drawing any data
