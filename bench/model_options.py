@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from clickpose.model.presets import ModelConfig
+from clickpose.model.presets import ModelConfig, preset_config
 
 
 def parse_model_option(text: str, flag: str) -> tuple[str, object]:
@@ -19,3 +19,13 @@ def parse_model_option(text: str, flag: str) -> tuple[str, object]:
         raise SystemExit(f"{flag} {text!r}: the value {raw!r} is not JSON "
                          "(true, false, a number, or a quoted string)") from None
     return name, value
+
+
+def check_preset_options(options: dict, preset: str = "tiny") -> dict:
+    """`options` when the preset takes them; otherwise stop with the config's own message
+    (a value it refuses, e.g. hidden_dim=70), before a bench draws any data."""
+    try:
+        preset_config(preset, **options)
+    except ValueError as error:
+        raise SystemExit(f"model options {options}: {error}") from None
+    return options

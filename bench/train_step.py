@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit
 from bench.latency import machine
-from bench.model_options import parse_model_option
+from bench.model_options import check_preset_options, parse_model_option
 from bench.synthetic_sets import CACHE, TRAIN_SEED, cached_dataset
 from clickpose.data import collate_batch, load_coco_dataset
 from clickpose.data.transforms import flip_resize_transforms
@@ -153,11 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
                         help="a ModelConfig field of the preset changed (value in JSON)")
     args = parser.parse_args(argv)
-    options = dict(parse_model_option(text, "--model-option") for text in args.model_option)
-    try:  # a value the preset refuses stops here, before any data are drawn
-        preset_config("tiny", **options)
-    except ValueError as error:
-        raise SystemExit(f"--model-option: {error}") from None
+    options = check_preset_options(
+        dict(parse_model_option(text, "--model-option") for text in args.model_option))
     torch.set_num_threads(args.threads)
     emit(machine(args.device))
     folder = cached_dataset(args.cache, args.images, TRAIN_SEED, args.size)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluation import emit, evaluate_checkpoint
 from bench.latency import machine
-from bench.model_options import parse_model_option
+from bench.model_options import check_preset_options, parse_model_option
 from bench.synthetic_sets import (
     CACHE,
     EVAL_IMAGES,
@@ -69,7 +69,7 @@ def model_overrides(args) -> dict:
     for text in args.model_option:
         name, value = parse_model_option(text, "--model-option")
         overrides[name] = value
-    return overrides
+    return check_preset_options(overrides)
 
 
 def parse_loss_weights(texts: list[str]) -> dict[str, float]:

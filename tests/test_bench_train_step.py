@@ -1,6 +1,7 @@
 """bench/train_step.py on a handful of small synthetic images."""
 import json
 
+import pytest
 from bench_scripts import load_bench
 
 
@@ -36,8 +37,6 @@ def test_compile_option_hands_every_transformer_layer_to_torch_compile():
 
 
 def test_model_option_changes_the_timed_preset_and_a_bad_one_stops_first(tmp_path, capsys):
-    import pytest
-
     bench = load_bench("train_step")
     summary = bench.main(["--images", "4", "--size", "96", "--batch-size", "2", "--steps", "1",
                           "--warmup", "1", "--repeats", "1", "--threads", "1",

@@ -41,6 +41,9 @@ def test_bench_trains_and_reports_ap_and_noc(tmp_path, capsys):
     assert summary["NoC@90_refine"] == nocs["refine"]["NoC@90"]
     with pytest.raises(SystemExit, match="ModelConfig field"):
         bench.main(["--model-option", "enc_layer=1"])
+    with pytest.raises(SystemExit, match="hidden_dim 70 must be a multiple"):
+        bench.main(["--model-option", "hidden_dim=70", "--cache", str(tmp_path / "none")])
+    assert not (tmp_path / "none").exists()  # refused before any data are drawn
     # The generated data is reused, not drawn again, by a second run (evaluation only).
     stamp = (tmp_path / "cache" / TRAIN_FOLDER / "annotations.json").stat().st_mtime_ns
     bench.main(["--skip-train", "--train-images", "4", "--val-images", "2", "--size", "96",
