@@ -5,7 +5,7 @@ cached, flip only, one denoising group, feedback rounds).
     .venv/bin/python bench/train_step.py [--steps 50] [--warmup 25] [--repeats 3]
         [--batch-size 8] [--threads 2] [--images 200] [--size 256] [--cache work/bench_synth]
         [--device cpu|cuda] [--compile off|default|reduce-overhead]
-        [--model-option NAME=VALUE ...] [--frozen-encoder]
+        [--model-option NAME=VALUE ...]
 
 The 25 batches are drawn once and their backbone features cached before timing, so the
 figure is the transformer's step alone: forward and losses, backward, gradient clipping and
@@ -16,9 +16,7 @@ process's CPU time per step beside the wall time says, on a GPU, how much of a s
 host's. `--compile` hands each transformer layer (encoder, human and keypoint decoders) to
 torch.compile; the warm-up steps hold its compilation and recompiles. `--model-option`
 changes a field of the preset (as `bench/train_synthetic.py` does), to time what an option
-costs a step before a 30-minute run spends on it. `--frozen-encoder` times, in turns with
-it, the step of a run's part after `freeze_encoder_after` (encoder frozen, its output cached:
-clickpose.train.memory_cache), and the summary gives the ratio of the two.
+costs a step before a 30-minute run spends on it.
 """
 from __future__ import annotations
 
@@ -45,7 +43,6 @@ from clickpose.model.pose_errors import ErrorProbs
 from clickpose.model.presets import preset_config
 from clickpose.train.engine import StepOptions, clip_gradients, compute_losses, targets_to
 from clickpose.train.feature_cache import BackboneFeatureCache
-from clickpose.train.memory_cache import EncoderMemoryCache, freeze_encoder
 from clickpose.train.optim import build_optimizer
 
 PHASES = ("forward_and_losses", "backward", "clip_and_update")
@@ -57,7 +54,7 @@ class StepRig:
 
     def __init__(self, folder: Path, batch_size: int, batches: int, seed: int = 0,
                  device: str = "cpu", compile_mode: str = "off",
-                 model_options: dict | None = None, frozen_encoder: bool = False):
+                 model_options: dict | None = None):
         torch.manual_seed(seed)
         self.device = torch.device(device)
         dataset = load_coco_dataset(folder, seed=seed)
@@ -86,23 +83,16 @@ class StepRig:
                                    else None)
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.model.train()
-        # The later part of a run with freeze_encoder_after: the encoder's output cached too.
-        self.memory_cache = None
-        if frozen_encoder:
-            freeze_encoder(self.model)
-            self.memory_cache = EncoderMemoryCache()
         with torch.no_grad():
             for images, mask, targets in self.batches:
-                features = self.cache.features(self.model.backbone, images, mask, targets)
-                if self.memory_cache is not None:
-                    self.memory_cache.memory(self.model, images, mask, features, targets)
+                self.cache.features(self.model.backbone, images, mask, targets)
 
     def step(self, index: int) -> dict[str, float]:
         """One training step on batch `index` (cycling); seconds per phase."""
         images, mask, targets = self.batches[index % len(self.batches)]
         times = [self._now()]
         losses = compute_losses(self.model, self.criterion, images, mask, targets, self.schema,
-                                self.generator, self.options, self.cache, self.memory_cache)
+                                self.generator, self.options, self.cache)
         loss = sum(losses.values())
         times.append(self._now())
         self.optimizer.zero_grad(set_to_none=True)
@@ -145,12 +135,6 @@ def time_steps(rig: StepRig, first: int, steps: int, batch_size: int) -> dict:
             "shares": {phase: round(seconds / total, 3) for phase, seconds in totals.items()}}
 
 
-def medians(repeats: list[dict]) -> dict:
-    return {"median_s_per_step": statistics.median(r["s_per_step"] for r in repeats),
-            "median_images_per_s": statistics.median(r["images_per_s"] for r in repeats),
-            "median_cpu_s_per_step": statistics.median(r["cpu_s_per_step"] for r in repeats)}
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50)
@@ -168,9 +152,6 @@ def main(argv: list[str] | None = None) -> dict:
                         help="torch.compile mode of the transformer layers")
     parser.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
                         help="a ModelConfig field of the preset changed (value in JSON)")
-    parser.add_argument("--frozen-encoder", action="store_true",
-                        help="time the step of a run's frozen-encoder part as well "
-                             "(clickpose.train.memory_cache), in turns with the full step")
     args = parser.parse_args(argv)
     options = check_preset_options(
         dict(parse_model_option(text, "--model-option") for text in args.model_option))
@@ -179,31 +160,20 @@ def main(argv: list[str] | None = None) -> dict:
     folder = cached_dataset(args.cache, args.images, TRAIN_SEED, args.size)
     rig = StepRig(folder, args.batch_size, batches=BATCHES, device=args.device,
                   compile_mode=args.compile, model_options=options)
-    frozen = StepRig(folder, args.batch_size, batches=BATCHES, device=args.device,
-                     compile_mode=args.compile, model_options=options,
-                     frozen_encoder=True) if args.frozen_encoder else None
     started = time.perf_counter()
     for i in range(args.warmup):
         rig.step(i)
-        if frozen is not None:
-            frozen.step(i)
     emit({"kind": "warmup", "steps": args.warmup, "compile": args.compile,
           "seconds": round(time.perf_counter() - started, 1)})
-    repeats, frozen_repeats = [], []
-    for r in range(args.repeats):  # in turns: the machine's hour moves both alike
-        first = args.warmup + r * args.steps
-        repeats.append(time_steps(rig, first, args.steps, args.batch_size))
+    repeats = []
+    for r in range(args.repeats):
+        repeats.append(time_steps(rig, args.warmup + r * args.steps, args.steps, args.batch_size))
         emit(repeats[-1])
-        if frozen is not None:
-            frozen_repeats.append({**time_steps(frozen, first, args.steps, args.batch_size),
-                                   "encoder": "frozen, its output cached"})
-            emit(frozen_repeats[-1])
     summary = {"kind": "summary", "preset": "tiny", "batch_size": args.batch_size,
-               "compile": args.compile, "model_options": options, **medians(repeats)}
-    if frozen is not None:
-        summary["frozen_encoder"] = medians(frozen_repeats)
-        summary["frozen_encoder_speedup"] = round(
-            summary["median_s_per_step"] / summary["frozen_encoder"]["median_s_per_step"], 3)
+               "compile": args.compile, "model_options": options,
+               "median_s_per_step": statistics.median(r["s_per_step"] for r in repeats),
+               "median_images_per_s": statistics.median(r["images_per_s"] for r in repeats),
+               "median_cpu_s_per_step": statistics.median(r["cpu_s_per_step"] for r in repeats)}
     emit(summary)
     return summary
 

@@ -177,9 +177,6 @@ def main(argv: list[str] | None = None) -> dict:
                         help="keep a moving average of the weights (clickpose.train.ema) and "
                              "evaluate it as the run's checkpoint; the online weights of the "
                              "same run are evaluated too, in a line of their own")
-    parser.add_argument("--freeze-encoder-after", type=float, default=None,
-                        help="fraction of the time after which the encoder stops training and "
-                             "its output is cached (clickpose.train.memory_cache)")
     parser.add_argument("--noc-images", type=int, default=200)
     parser.add_argument("--device", default=None)
     parser.add_argument("--skip-train", action="store_true",
@@ -212,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
                 args.image_size, preset_config("tiny").max_size),
             max_minutes=args.minutes, threads=threads,
             device=args.device, progress=False, cache_backbone_features=not args.augment,
-            ema_decay=args.ema_decay, freeze_encoder_after=args.freeze_encoder_after))
+            ema_decay=args.ema_decay))
 
     online = online_checkpoint(args.out)
     if online is not None:  # the same run without its average: the average's own effect

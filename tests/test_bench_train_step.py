@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 from bench_scripts import load_bench
 
 
@@ -51,24 +50,3 @@ def test_model_option_changes_the_timed_preset_and_a_bad_one_stops_first(tmp_pat
     with pytest.raises(SystemExit, match="hidden_dim 70 must be a multiple"):
         bench.main(["--model-option", "hidden_dim=70", "--cache", str(tmp_path / "none")])
     assert not (tmp_path / "none").exists()  # stopped before drawing any data
-
-
-def test_frozen_encoder_step_is_timed_in_turns_and_skips_the_encoder(tmp_path, capsys):
-    bench = load_bench("train_step")
-    summary = bench.main(["--images", "4", "--size", "96", "--batch-size", "2", "--steps", "1",
-                          "--warmup", "1", "--repeats", "2", "--threads", "1",
-                          "--cache", str(tmp_path / "cache"), "--frozen-encoder"])
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    kinds = [(line["kind"], line.get("encoder")) for line in lines]
-    frozen = ("repeat", "frozen, its output cached")
-    assert kinds[2:] == [("repeat", None), frozen, ("repeat", None), frozen, ("summary", None)]
-    assert summary["frozen_encoder"]["median_s_per_step"] > 0
-    assert summary["frozen_encoder_speedup"] == round(
-        summary["median_s_per_step"] / summary["frozen_encoder"]["median_s_per_step"], 3)
-    folder = bench.cached_dataset(tmp_path / "cache", 4, bench.TRAIN_SEED, 96)
-    rig = bench.StepRig(folder, 2, batches=2, frozen_encoder=True)
-    encoder = [p.detach().clone() for p in rig.model.encoder.parameters()]
-    rig.step(0)
-    # Every item warmed before timing: the step finds its batch cached.
-    assert rig.memory_cache.hits == 2 and rig.memory_cache.misses == len(rig.memory_cache) == 4
-    assert all(torch.equal(a, b) for a, b in zip(encoder, rig.model.encoder.parameters()))

@@ -46,11 +46,6 @@ def train_command(
     cache_backbone_features: Annotated[bool, Opt(
         "--cache-backbone-features", help="frozen backbones (tiny): compute its features once "
         "per image and flip, keep them between epochs; augmentation is then flip only")] = False,
-    freeze_encoder_after: Annotated[float | None, Opt(
-        "--freeze-encoder-after", min=0.0, max=0.99,
-        help="with --cache-backbone-features: after this fraction of the run (of "
-        "--max-minutes when set, else of the epochs) the encoder stops training and its "
-        "output is cached too, so later steps skip it (a CPU step about 1.6x faster for tiny)")] = None,
     ema_decay: Annotated[float | None, Opt(
         "--ema-decay", help="evaluate and save a moving average of the weights (e.g. 0.9998; "
         "warmed up, see clickpose.train.ema); --resume needs the same option")] = None,
@@ -67,26 +62,21 @@ def train_command(
     On several GPUs (or CPU processes), launch it with torchrun, e.g.
     `torchrun --nproc_per_node 4 --no-python clickpose train ...`: data-parallel, --batch-size
     images per process and step (clickpose.train.distributed)."""
-    from pydantic import ValidationError
-
     from clickpose.data.errors import DataError
     from clickpose.keypoints import SchemaError
     from clickpose.model.checkpoint import CheckpointError
     from clickpose.train.loop import TrainConfig, train
 
     console = Console(highlight=False)
+    cfg = TrainConfig(data=data, out=out, val=val, preset=preset, epochs=epochs,
+                      batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
+                      workers=workers, max_minutes=max_minutes, resume=resume, init=init,
+                      seed=seed, device=device, image_size=image_size,
+                      backbone_weights=backbone_weights, dn_groups=dn_groups, feedback=feedback,
+                      skip_bad=skip_bad, cache_backbone_features=cache_backbone_features,
+                      ema_decay=ema_decay, click_prior_images=click_prior_images)
     try:
-        cfg = TrainConfig(data=data, out=out, val=val, preset=preset, epochs=epochs,
-                          batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
-                          workers=workers, max_minutes=max_minutes, resume=resume, init=init,
-                          seed=seed, device=device, image_size=image_size,
-                          backbone_weights=backbone_weights, dn_groups=dn_groups, feedback=feedback,
-                          skip_bad=skip_bad, cache_backbone_features=cache_backbone_features,
-                          ema_decay=ema_decay, freeze_encoder_after=freeze_encoder_after,
-                          click_prior_images=click_prior_images)
         summary = train(cfg, log=console.print)
-    except ValidationError as e:  # options that exclude each other: the rule, not pydantic's dump
-        fail(console, "; ".join(error["msg"].removeprefix("Value error, ") for error in e.errors()))
     except (DataError, SchemaError, CheckpointError, FileExistsError, ValueError) as e:
         fail(console, e)
     if not summary["main"]:

@@ -83,29 +83,33 @@ class ClickPose(nn.Module):
 
     # ---- stage 1: image -> encoder memory ------------------------------------------------
     def encode(self, images: Tensor, mask: Tensor,
-               features: list[tuple[Tensor, Tensor]] | None = None,
-               memory: Tensor | None = None) -> EncoderState:
+               features: list[tuple[Tensor, Tensor]] | None = None) -> EncoderState:
         """(B, 3, H, W) normalized images, (B, H, W) True on padding -> EncoderState.
-        `features`: the backbone's output for them, when already known (a feature cache).
-        `memory`: the encoder's (B, S, D) output for them, when already known (a frozen
-        encoder's cache, clickpose.train.memory_cache): the projections and the encoder are
-        skipped."""
+        `features`: the backbone's output for them, when already known (a feature cache)."""
         if features is None:
             features = self.backbone(images, mask)
         fine, features = features[:self.fine_levels], features[self.fine_levels:]
-        level_shapes, masks = self.token_layout(mask, features)
+        maps, masks = [], []
+        for proj, (feature, level_mask) in zip(self.input_proj, features):
+            maps.append(proj(feature))
+            masks.append(level_mask)
+        last = features[-1][0]
+        for proj in self.input_proj[len(features):]:
+            last = proj(last)
+            maps.append(last)
+            masks.append(downsample_mask(mask, last.shape[-2:]))
+
+        level_shapes = [tuple(m.shape[-2:]) for m in maps]
         pos = [self.position_encoding(m) + self.level_embed[i][None, :, None, None]
                for i, m in enumerate(masks)]
+        src = torch.cat([m.flatten(2).transpose(1, 2) for m in maps], 1)        # (B, S, D)
         pos = torch.cat([p.flatten(2).transpose(1, 2) for p in pos], 1)
         memory_mask = torch.cat([m.flatten(1) for m in masks], 1)               # (B, S)
         valid_ratios = torch.stack([valid_ratios_of(m) for m in masks], 1)      # (B, L, 2)
         starts = [0]
         for h, w in level_shapes[:-1]:
             starts.append(starts[-1] + h * w)
-        if memory is None:
-            src = torch.cat([m.flatten(2).transpose(1, 2)
-                             for m in self._projected_levels(features)], 1)     # (B, S, D)
-            memory = self.encoder(src, pos, memory_mask, level_shapes, valid_ratios)
+        memory = self.encoder(src, pos, memory_mask, level_shapes, valid_ratios)
         state = EncoderState(memory, memory_mask, pos, level_shapes, starts, valid_ratios)
         if self.keypoint_heatmap is not None:
             h, w = level_shapes[0]
@@ -114,28 +118,6 @@ class ClickPose(nn.Module):
                 finest, fine[0][0] if fine else None)
             state.heatmap_padding = fine[0][1] if fine else None
         return state
-
-    def token_layout(self, mask: Tensor, features: list[tuple[Tensor, Tensor]]
-                     ) -> tuple[list[tuple[int, int]], list[Tensor]]:
-        """The encoder's levels for the encoder's backbone `features`: each level's (h, w)
-        and (B, h, w) padding mask, the extra stride-2 levels' included."""
-        shapes = [tuple(feature.shape[-2:]) for feature, _ in features]
-        masks = [level_mask for _, level_mask in features]
-        for proj in self.input_proj[len(features):]:
-            conv = proj[0]
-            shapes.append(tuple((size + 2 * pad - kernel) // stride + 1 for size, pad, kernel, stride
-                                in zip(shapes[-1], conv.padding, conv.kernel_size, conv.stride)))
-            masks.append(downsample_mask(mask, shapes[-1]))
-        return shapes, masks
-
-    def _projected_levels(self, features: list[tuple[Tensor, Tensor]]) -> list[Tensor]:
-        """(B, D, h, w) per level: 1x1 projections of the backbone's, then the extra levels."""
-        maps = [proj(feature) for proj, (feature, _) in zip(self.input_proj, features)]
-        last = features[-1][0]
-        for proj in self.input_proj[len(features):]:
-            last = proj(last)
-            maps.append(last)
-        return maps
 
     # ---- stage 2: humans -----------------------------------------------------------------
     def detect_humans(self, state: EncoderState) -> HumanState:

@@ -16,7 +16,6 @@ from clickpose.model.pose_errors import ErrorProbs, build_dn_queries
 from clickpose.train.distributed import Distributed
 from clickpose.train.feature_cache import BackboneFeatureCache
 from clickpose.train.feedback import feedback_losses
-from clickpose.train.memory_cache import EncoderMemoryCache
 
 
 @dataclass
@@ -48,11 +47,10 @@ def clip_gradients(model, max_norm: float) -> None:
 
 def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[dict],
                    schema: KeypointSchema, generator: torch.Generator,
-                   options: StepOptions, feature_cache: BackboneFeatureCache | None = None,
-                   memory_cache: EncoderMemoryCache | None = None) -> dict[str, torch.Tensor]:
+                   options: StepOptions, feature_cache: BackboneFeatureCache | None = None
+                   ) -> dict[str, torch.Tensor]:
     """The weighted losses of one batch: normal output, denoising queries, feedback rounds.
-    `feature_cache`: where the batch's backbone features come from, when the backbone is frozen;
-    `memory_cache`: where its encoder output comes from, once the encoder is frozen too."""
+    `feature_cache`: where the batch's backbone features come from, when the backbone is frozen."""
     dn, dn_meta = (None, None)
     if options.dn_groups > 0:
         dn, dn_meta = build_dn_queries(targets, schema, generator, options.dn_groups,
@@ -62,9 +60,7 @@ def compute_losses(model, criterion: SetCriterion, images, mask, targets: list[d
                         enabled=options.amp_dtype is not None):
         features = None if feature_cache is None else \
             feature_cache.features(model.backbone, images, mask, targets)
-        memory = None if memory_cache is None else \
-            memory_cache.memory(model, images, mask, features, targets)
-        state = model.encode(images, mask, features, memory)
+        state = model.encode(images, mask, features)
         humans = model.detect_humans(state)
         outputs = model.decode_keypoints(state, humans, dn=dn)
         if model.pose_quality is not None:  # learnt on the normal output, not feedback rounds
@@ -83,8 +79,7 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
                     options: StepOptions, deadline: float | None = None,
                     progress: bool = True, max_steps: int | None = None,
                     feature_cache: BackboneFeatureCache | None = None, ema=None,
-                    parallel: Distributed | None = None,
-                    memory_cache: EncoderMemoryCache | None = None) -> dict:
+                    parallel: Distributed | None = None) -> dict:
     """Train over `loader` once (or until `deadline`, a time.monotonic() value, or
     `max_steps`), updating `ema` (clickpose.train.ema) after each step. Returns mean losses,
     the step count, images/s and whether it stopped early.
@@ -109,7 +104,7 @@ def train_one_epoch(model, criterion: SetCriterion, loader: DataLoader,
         images, mask = images.to(device, non_blocking=True), mask.to(device, non_blocking=True)
         targets = targets_to(targets, device)
         losses = compute_losses(model, criterion, images, mask, targets, schema, generator,
-                                options, feature_cache, memory_cache)
+                                options, feature_cache)
         loss = sum(losses.values())
         if parallel.any(not math.isfinite(loss.item())):
             # A diverged batch would poison the weights: skip it and say so in the log.

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch.utils.data import DataLoader, DistributedSampler
 
 from clickpose.io import atomic_write_text
@@ -43,7 +43,6 @@ from clickpose.train.distributed import Distributed, join_process_group, leave_p
 from clickpose.train.ema import build_ema, evaluated
 from clickpose.train.engine import StepOptions, evaluate_ap_on, predict_loader, train_one_epoch
 from clickpose.train.feature_cache import BackboneFeatureCache, backbone_is_frozen
-from clickpose.train.memory_cache import EncoderMemoryCache, freeze_encoder
 from clickpose.train.optim import (
     build_optimizer,
     build_scheduler,
@@ -95,10 +94,6 @@ class TrainConfig(BaseModel):
     # Frozen backbone only: keep its features between epochs (augmentation: flip only).
     cache_backbone_features: bool = False
     feature_cache_mb: float = 2048.0
-    # After this fraction of the run (of --max-minutes when set, else of the epochs), the
-    # encoder stops training and its output is cached too (clickpose.train.memory_cache):
-    # the rest of the run trains the heads and decoders in steps that skip the encoder.
-    freeze_encoder_after: float | None = Field(None, ge=0.0, lt=1.0)
     # A moving average of the weights is what the run evaluates and saves (None: the
     # weights themselves); see clickpose.train.ema.
     ema_decay: float | None = None
@@ -106,14 +101,6 @@ class TrainConfig(BaseModel):
     # and pooled with the one inherited from --init (clickpose.model.click_prior; 0: no fit,
     # the checkpoints keep what they inherited).
     click_prior_images: int = Field(CLICK_PRIOR_IMAGES, ge=0)
-
-    @model_validator(mode="after")
-    def _freezing_needs_cached_features(self) -> TrainConfig:
-        if self.freeze_encoder_after is not None and not self.cache_backbone_features:
-            raise ValueError("freeze_encoder_after (--freeze-encoder-after): a frozen encoder's "
-                             "output is cached per image and flip, which needs the backbone's "
-                             "features cached too; add --cache-backbone-features")
-        return self
 
     @field_validator("loss_weights")
     @classmethod
@@ -227,17 +214,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
 def _silent(*_args, **_kwargs) -> None:
     pass
-
-
-def encoder_freeze_due(cfg: TrainConfig, epoch: int, started: float) -> bool:
-    """Whether the encoder stops training before `epoch`: once `freeze_encoder_after` of the
-    time limit has passed (since this process started, as the limit counts), or, without a
-    limit, of the epochs."""
-    if cfg.freeze_encoder_after is None:
-        return False
-    if cfg.max_minutes:
-        return time.monotonic() - started >= cfg.freeze_encoder_after * cfg.max_minutes * 60
-    return epoch >= cfg.freeze_encoder_after * cfg.epochs
 
 
 def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
@@ -359,16 +335,12 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
            if parallel.active else "")
         + (" with bf16 autocast" if amp_dtype else "") + f", epochs {start_epoch}..{cfg.epochs - 1}")
 
-    epoch, record, memory_cache = start_epoch - 1, None, None
+    epoch, record = start_epoch - 1, None
     for epoch in range(start_epoch, cfg.epochs):
         if parallel.any(deadline is not None and time.monotonic() > deadline):
             log(f"--max-minutes {cfg.max_minutes} reached before epoch {epoch}")
             epoch -= 1
             break
-        if memory_cache is None and parallel.any(encoder_freeze_due(cfg, epoch, started)):
-            freeze_encoder(model)
-            memory_cache = EncoderMemoryCache(cfg.feature_cache_mb)
-            log(f"epoch {epoch}: the encoder stops training; its output is cached from now on")
         train_set.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -376,17 +348,13 @@ def _train(cfg: TrainConfig, log, parallel: Distributed) -> dict:
                                 epoch, schema, noise_gen, options, deadline=deadline,
                                 progress=cfg.progress and parallel.main,
                                 max_steps=cfg.max_steps_per_epoch, feature_cache=feature_cache,
-                                ema=ema, parallel=parallel, memory_cache=memory_cache)
+                                ema=ema, parallel=parallel)
         parallel.sync_buffers(model)
         parallel.check_same_weights(model)
         if feature_cache is not None:
             stats["feature_cache"] = {"items": len(feature_cache), "hits": feature_cache.hits,
                                       "misses": feature_cache.misses,
                                       "mb": round(feature_cache.bytes / 2**20, 1)}
-        if memory_cache is not None:
-            stats["memory_cache"] = {"items": len(memory_cache), "hits": memory_cache.hits,
-                                     "misses": memory_cache.misses,
-                                     "mb": round(memory_cache.bytes / 2**20, 1)}
         if deadline is not None and stats["seconds"] > 0:
             # The time limit, not the epoch count, ends this run: lower the lr in time.
             # Process 0's clock: every process must drop the lr at the same step.
