@@ -269,6 +269,16 @@ def test_r50_preset_is_the_paper_configuration():
     assert out["human_aux_outputs"][0]["pred_boxes"].shape == (1, 426, 4)
 
 
+def test_tiny_preset_layers_and_overrides():
+    """tiny: 64-d, three encoder layers, two human-detection and one keypoint layer; an
+    override (a bench's --model-option) still wins over the preset."""
+    cfg = preset_config("tiny")
+    assert (cfg.hidden_dim, cfg.enc_layers, cfg.human_layers, cfg.keypoint_layers) == (64, 3, 2, 1)
+    model = build_model(cfg, coco17())
+    assert len(model.encoder.layers) == 3 and len(model.keypoint_decoder.layers) == 1
+    assert preset_config("tiny", enc_layers=2).enc_layers == 2
+
+
 def test_frozen_blocks_need_a_backbone_with_blocks():
     with pytest.raises(ValueError, match="no 'blocks' sequence"):
         build_model(preset_config("r50", frozen_backbone_blocks=2), coco17())
