@@ -282,8 +282,8 @@ def test_two_pass_predictions_show_better_first_poses_and_clicks_decode_as_with_
     # Persons in score order: the first is the prediction's best (never a duplicate).
     np.testing.assert_allclose(double.poses.keypoints[0], predicted.keypoints[0], atol=1e-4)
     # Compared person by person through their candidate, whatever their places.
-    same = [[single.candidate(i) for i in range(single.num_persons)].index(double.candidate(i))
-            for i in range(double.num_persons)]
+    single_candidates = [single.candidate(i) for i in range(single.num_persons)]
+    same = [single_candidates.index(double.candidate(i)) for i in range(double.num_persons)]
     assert sorted(same) == list(range(single.num_persons))
     after_single = single.click(same[0], "left_wrist", 100.0, 120.0)
     after_double = double.click(0, "left_wrist", 100.0, 120.0)
