@@ -5,7 +5,7 @@ cached, flip only, one denoising group, feedback rounds).
     .venv/bin/python bench/train_step.py [--steps 50] [--warmup 25] [--repeats 3]
         [--batch-size 8] [--threads 2] [--images 200] [--size 256] [--cache work/bench_synth]
         [--device cpu|cuda] [--compile off|default|reduce-overhead]
-        [--model-option NAME=VALUE ...]
+        [--model-option NAME=VALUE ...] [--stages]
 
 The 25 batches are drawn once and their backbone features cached before timing, so the
 figure is the transformer's step alone: forward and losses, backward, gradient clipping and
@@ -16,11 +16,16 @@ process's CPU time per step beside the wall time says, on a GPU, how much of a s
 host's. `--compile` hands each transformer layer (encoder, human and keypoint decoders) to
 torch.compile; the warm-up steps hold its compilation and recompiles. `--model-option`
 changes a field of the preset (as `bench/train_synthetic.py` does), to time what an option
-costs a step before a 30-minute run spends on it.
+costs a step before a 30-minute run spends on it. `--stages` adds each forward stage's
+milliseconds per step to the repeats (encoder, human decoder, keypoint decoder with the
+feedback rounds' decodes, losses with the matching, feedback rounds as a whole): where the
+forward pass's time goes; backward passes are not split.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import statistics
 import sys
 import time
@@ -41,12 +46,18 @@ from clickpose.model import build_model
 from clickpose.model.criterion import SetCriterion
 from clickpose.model.pose_errors import ErrorProbs
 from clickpose.model.presets import preset_config
+from clickpose.train import engine
 from clickpose.train.engine import StepOptions, clip_gradients, compute_losses, targets_to
 from clickpose.train.feature_cache import BackboneFeatureCache
 from clickpose.train.optim import build_optimizer
 
 PHASES = ("forward_and_losses", "backward", "clip_and_update")
 BATCHES = 25
+# Forward stages timed by --stages: (label, the rig's attribute that owns the method, or
+# None for the training engine's module function, the method's name).
+STAGES = (("encode", "model", "encode"), ("detect_humans", "model", "detect_humans"),
+          ("decode_keypoints", "model", "decode_keypoints"),
+          ("losses", "criterion", "forward"), ("feedback_rounds", None, "feedback_losses"))
 
 
 class StepRig:
@@ -86,6 +97,37 @@ class StepRig:
         with torch.no_grad():
             for images, mask, targets in self.batches:
                 self.cache.features(self.model.backbone, images, mask, targets)
+        self.stage_seconds: dict[str, float] | None = None
+
+    @contextlib.contextmanager
+    def stages_timed(self):
+        """Within the block, each forward stage's seconds add up in `stage_seconds` (a stage
+        called inside another, e.g. the feedback rounds' decodes, counts in both)."""
+        self.stage_seconds = {label: 0.0 for label, _, _ in STAGES}
+        wrapped = []
+        for label, owner, name in STAGES:
+            target = engine if owner is None else getattr(self, owner)
+            wrapped.append((target, name, getattr(target, name)))
+            setattr(target, name, self._timed(label, getattr(target, name)))
+        try:
+            yield
+        finally:
+            for target, name, original in reversed(wrapped):
+                if target is engine:
+                    setattr(target, name, original)
+                else:  # the instance attribute goes; the class's method shows again
+                    delattr(target, name)
+            self.stage_seconds = None
+
+    def _timed(self, label: str, function):
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            started = self._now()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.stage_seconds[label] += self._now() - started
+        return timed
 
     def step(self, index: int) -> dict[str, float]:
         """One training step on batch `index` (cycling); seconds per phase."""
@@ -123,16 +165,36 @@ def time_steps(rig: StepRig, first: int, steps: int, batch_size: int) -> dict:
     """Wall time per step and phase, and the process's CPU time per step (on a shared
     machine other tenants stretch the wall time; the CPU time moves less with them)."""
     totals = dict.fromkeys(PHASES, 0.0)
+    if rig.stage_seconds is not None:
+        rig.stage_seconds = dict.fromkeys(rig.stage_seconds, 0.0)
     cpu_start = time.process_time()
     for i in range(first, first + steps):
         for phase, seconds in rig.step(i).items():
             totals[phase] += seconds
     cpu = time.process_time() - cpu_start
     total = sum(totals.values())
-    return {"kind": "repeat", "steps": steps, "s_per_step": round(total / steps, 4),
-            "cpu_s_per_step": round(cpu / steps, 4),
-            "images_per_s": round(steps * batch_size / total, 2),
-            "shares": {phase: round(seconds / total, 3) for phase, seconds in totals.items()}}
+    record = {"kind": "repeat", "steps": steps, "s_per_step": round(total / steps, 4),
+              "cpu_s_per_step": round(cpu / steps, 4),
+              "images_per_s": round(steps * batch_size / total, 2),
+              "shares": {phase: round(seconds / total, 3) for phase, seconds in totals.items()}}
+    if rig.stage_seconds is not None:
+        record["forward_stage_ms_per_step"] = {
+            label: round(1000 * seconds / steps, 1) for label, seconds in rig.stage_seconds.items()}
+    return record
+
+
+def warm_up_and_time(rig: StepRig, args: argparse.Namespace) -> list[dict]:
+    """The warm-up steps, then the timed repeats; each emitted as it ends."""
+    started = time.perf_counter()
+    for i in range(args.warmup):
+        rig.step(i)
+    emit({"kind": "warmup", "steps": args.warmup, "compile": args.compile,
+          "seconds": round(time.perf_counter() - started, 1)})
+    repeats = []
+    for r in range(args.repeats):
+        repeats.append(time_steps(rig, args.warmup + r * args.steps, args.steps, args.batch_size))
+        emit(repeats[-1])
+    return repeats
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -152,6 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="torch.compile mode of the transformer layers")
     parser.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
                         help="a ModelConfig field of the preset changed (value in JSON)")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time each forward stage (ms per step)")
     args = parser.parse_args(argv)
     options = check_preset_options(
         dict(parse_model_option(text, "--model-option") for text in args.model_option))
@@ -160,15 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     folder = cached_dataset(args.cache, args.images, TRAIN_SEED, args.size)
     rig = StepRig(folder, args.batch_size, batches=BATCHES, device=args.device,
                   compile_mode=args.compile, model_options=options)
-    started = time.perf_counter()
-    for i in range(args.warmup):
-        rig.step(i)
-    emit({"kind": "warmup", "steps": args.warmup, "compile": args.compile,
-          "seconds": round(time.perf_counter() - started, 1)})
-    repeats = []
-    for r in range(args.repeats):
-        repeats.append(time_steps(rig, args.warmup + r * args.steps, args.steps, args.batch_size))
-        emit(repeats[-1])
+    with rig.stages_timed() if args.stages else contextlib.nullcontext():
+        repeats = warm_up_and_time(rig, args)
     summary = {"kind": "summary", "preset": "tiny", "batch_size": args.batch_size,
                "compile": args.compile, "model_options": options,
                "median_s_per_step": statistics.median(r["s_per_step"] for r in repeats),

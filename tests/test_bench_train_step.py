@@ -23,6 +23,31 @@ def test_bench_times_training_steps_by_phase(tmp_path, capsys):
     assert summary["median_images_per_s"] > 0
 
 
+def test_stages_split_the_forward_pass_and_leave_the_code_as_it_was(tmp_path, capsys):
+    bench = load_bench("train_step")
+    from clickpose.train import engine
+    feedback_losses = engine.feedback_losses
+    bench.main(["--images", "4", "--size", "96", "--batch-size", "2", "--steps", "2",
+                "--warmup", "1", "--repeats", "1", "--threads", "1", "--stages",
+                "--cache", str(tmp_path / "cache")])
+    repeat = [json.loads(line) for line in capsys.readouterr().out.splitlines()][2]
+    stages = repeat["forward_stage_ms_per_step"]
+    assert set(stages) == {"encode", "detect_humans", "decode_keypoints", "losses",
+                           "feedback_rounds"}
+    assert all(ms > 0 for ms in stages.values())
+    forward_ms = 1000 * repeat["s_per_step"] * repeat["shares"]["forward_and_losses"]
+    assert stages["encode"] + stages["detect_humans"] < forward_ms
+    assert engine.feedback_losses is feedback_losses  # unwrapped again
+
+    folder = bench.cached_dataset(tmp_path / "cache", 4, bench.TRAIN_SEED, 96)
+    rig = bench.StepRig(folder, 2, batches=1)
+    with rig.stages_timed():
+        rig.step(0)
+        assert rig.stage_seconds["feedback_rounds"] > 0
+    assert "encode" not in vars(rig.model) and "forward" not in vars(rig.criterion)
+    assert rig.stage_seconds is None
+
+
 def test_compile_option_hands_every_transformer_layer_to_torch_compile():
     bench = load_bench("train_step")
     from clickpose.keypoints import coco17
