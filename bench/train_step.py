@@ -107,8 +107,9 @@ class StepRig:
         wrapped = []
         for label, owner, name in STAGES:
             target = engine if owner is None else getattr(self, owner)
-            wrapped.append((target, name, getattr(target, name)))
-            setattr(target, name, self._timed(label, getattr(target, name)))
+            original = getattr(target, name)
+            wrapped.append((target, name, original))
+            setattr(target, name, self._timed(label, original))
         try:
             yield
         finally:
