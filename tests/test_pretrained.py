@@ -1,6 +1,6 @@
-"""The packaged start model: found by name wherever a checkpoint path goes, stored in half
-precision and read in float32, and a real detector of synthetic people (its AP measured here
-with pycocotools on scenes it never saw)."""
+"""The packaged models: found by name wherever a checkpoint path goes, stored in half
+precision and read in float32, each a real detector of synthetic people (its AP measured here
+with pycocotools on scenes it never saw); the start model is one of them."""
 import json
 
 import pytest
@@ -19,36 +19,45 @@ from clickpose.model.checkpoint import (
     read_checkpoint_config,
     read_weights,
 )
-from clickpose.model.pretrained import PRETRAINED_DIR, pretrained_names
+from clickpose.model.pretrained import PRETRAINED_DIR, START_MODEL, pretrained_names
 from clickpose.train.predict import predict_folder
 
-NAME = "tiny-synthetic"
+NAME = START_MODEL
+# Every package the README names; each must stay loadable and measured.
+PACKAGED = ["tiny-synthetic", "tiny-synthetic-100min"]
 
 
-def test_the_start_model_is_packaged_and_found_by_name():
-    assert NAME in pretrained_names()
-    assert checkpoint_folder(NAME) == PRETRAINED_DIR / NAME
-    config = read_checkpoint_config(NAME)
+def test_every_named_package_is_there_and_the_start_model_is_one():
+    assert pretrained_names() == PACKAGED
+    assert START_MODEL in PACKAGED
+
+
+@pytest.mark.parametrize("name", PACKAGED)
+def test_a_package_is_found_by_name_with_its_record(name):
+    assert checkpoint_folder(name) == PRETRAINED_DIR / name
+    config = read_checkpoint_config(name)
     assert config["model"]["preset"] == "tiny" and config["schema"]["name"] == "coco17"
     measured = config["metrics"]["measured"]
     assert measured["ap"]["AP"] > 0 and "bench/train_synthetic.py" in config["metrics"]["trained_by"]
 
 
-def test_the_start_model_carries_its_click_prior():
-    prior = load_model(NAME).click_prior
+@pytest.mark.parametrize("name", PACKAGED)
+def test_a_package_carries_its_click_prior(name):
+    prior = load_model(name).click_prior
     assert prior is not None and prior.num_keypoints == 17 and prior.persons_predicted > 100
-    fitted = read_checkpoint_config(NAME)["metrics"]["click_prior"]
+    fitted = read_checkpoint_config(name)["metrics"]["click_prior"]
     assert "fit_packaged_click_prior.py" in fitted["fitted_by"]
     assert fitted["measured_without"]["noc"]["refine"]["NoC@90"] > 0
 
 
-def test_half_precision_weights_are_read_in_float32():
+@pytest.mark.parametrize("name", PACKAGED)
+def test_half_precision_weights_are_read_in_float32(name):
     from safetensors.torch import load_file
 
-    stored = load_file(str(PRETRAINED_DIR / NAME / WEIGHTS_FILE))
+    stored = load_file(str(PRETRAINED_DIR / name / WEIGHTS_FILE))
     assert any(t.dtype == torch.float16 for t in stored.values())
-    assert all(t.dtype != torch.float16 for t in read_weights(NAME).values())
-    assert next(load_model(NAME).parameters()).dtype == torch.float32
+    assert all(t.dtype != torch.float16 for t in read_weights(name).values())
+    assert next(load_model(name).parameters()).dtype == torch.float32
 
 
 def test_a_local_folder_of_that_name_wins(tmp_path, monkeypatch):
@@ -60,16 +69,18 @@ def test_a_local_folder_of_that_name_wins(tmp_path, monkeypatch):
 
 def test_an_unknown_name_is_refused_listing_the_packaged_ones(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(CheckpointError, match=f"no-such-model: no .*packaged one \\({NAME}"):
+    listed = ", ".join(PACKAGED)
+    with pytest.raises(CheckpointError, match=f"no-such-model: no .*packaged one \\({listed}\\)"):
         checkpoint_folder("no-such-model")
 
 
-def test_the_start_model_finds_synthetic_people_it_never_saw(tmp_path):
+@pytest.mark.parametrize("name", PACKAGED)
+def test_a_package_finds_synthetic_people_it_never_saw(name, tmp_path):
     # Seed 777: not the training seed (1) nor the bench's validation seed (1001).
     data = generate_dataset(tmp_path / "fresh", 24, seed=777, size=256, progress=False)
-    results = predict_folder(NAME, data, progress=False)
+    results = predict_folder(name, data, progress=False)
     ground_truth = json.loads((data / "annotations.json").read_text())
-    ap = evaluate_ap(ground_truth, results, checkpoint_schema(NAME)).stats["AP"]
+    ap = evaluate_ap(ground_truth, results, checkpoint_schema(name)).stats["AP"]
     # A fresh `tiny` model scores ~0.000 here; the packaged one about its measured val AP.
     assert ap > 0.1, ap
 

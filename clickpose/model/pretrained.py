@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "weights"
-# The `tiny` preset trained on synthetic people: where the demo and a new campaign start.
-START_MODEL = "tiny-synthetic"
+# Where the demo and a new campaign start: the `tiny` preset after 100 minutes on synthetic
+# people, which fine-tunes further on real photos than the 30-minute `tiny-synthetic` does
+# (docs/measurements.md, "Which start model").
+START_MODEL = "tiny-synthetic-100min"
 
 
 def pretrained_names() -> list[str]:
