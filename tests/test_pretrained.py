@@ -102,3 +102,11 @@ def test_the_command_lists_it_with_its_figures():
     ap = read_checkpoint_config(NAME)["metrics"]["measured"]["ap"]["AP"]
     assert NAME in result.output and f"{ap:.3f}" in result.output
     assert "with its click prior" in result.output
+
+
+def test_the_command_says_which_package_is_the_start_model():
+    output = CliRunner().invoke(app, ["pretrained"]).output
+    headers = [line for line in output.splitlines() if line.startswith(tuple(PACKAGED))]
+    assert len(headers) == len(PACKAGED)
+    starts = [line for line in headers if "where the demo and a new campaign start" in line]
+    assert len(starts) == 1 and starts[0].startswith(f"{START_MODEL}  (")

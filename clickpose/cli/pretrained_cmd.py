@@ -22,7 +22,7 @@ def _nested(mapping: dict, *keys):
 def describe(name: str) -> list[str]:
     """The lines that present the packaged checkpoint `name`."""
     from clickpose.model.checkpoint import read_checkpoint_config
-    from clickpose.model.pretrained import pretrained_folder
+    from clickpose.model.pretrained import START_MODEL, pretrained_folder
 
     folder = pretrained_folder(name)
     config = read_checkpoint_config(folder)
@@ -34,9 +34,10 @@ def describe(name: str) -> list[str]:
     schema = config["schema"]
     without = _nested(metrics, "click_prior", "measured_without", "noc", "refine", "NoC@90")
     prior = "" if without is None else f" with its click prior ({_figure(without, 2)} without)"
+    role = "; where the demo and a new campaign start" if name == START_MODEL else ""
     return [
         (f"[bold]{name}[/bold]  ({config['model'].get('preset', 'custom')}, "
-        f"{schema['name']}: {len(schema['keypoints'])} keypoints)"),
+        f"{schema['name']}: {len(schema['keypoints'])} keypoints{role})"),
         f"  folder:      {escape(str(folder))}",
         f"  trained by:  {escape(metrics.get('trained_by', '-'))}",
         (f"  measured on: {escape(str(measured.get('val_data', '-')))}: OKS AP "
