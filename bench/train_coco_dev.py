@@ -5,7 +5,7 @@ beside another detector's predictions on the same images.
         [--preset lite0] [--init CKPT] [--lr 2e-4] [--batch-size 2] [--epochs 40]
         [--peer ../shared/data/peer-predictions/movenet-coco-dev.json]
         [--out work/bench_runs/train_coco_dev] [--threads N] [--device cpu|cuda]
-        [--image-size PX] [--max-size PX] [--cache-backbone-features]
+        [--image-size PX] [--max-size PX] [--cache-backbone-features] [--seed 0]
 
 coco-dev is a development set (about a hundred images): the model is trained and measured
 on the same images, so its figures say how far the network gets in the time given, not how
@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-backbone-features", action="store_true",
                         help="keep a frozen backbone's features between epochs (tiny; flip "
                              "is then the only augmentation)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed (initialisation, batch order, augmentation, noise)")
     parser.add_argument("--skip-train", action="store_true",
                         help="evaluate the run already in --out")
     return parser.parse_args(argv)
@@ -80,7 +82,7 @@ def training_config(args: argparse.Namespace, threads: int) -> TrainConfig:
                        lr=args.lr, workers=args.workers, max_minutes=args.minutes,
                        threads=threads, device=args.device, progress=False,
                        image_size=args.image_size, max_size=longer_side_limit(args),
-                       cache_backbone_features=args.cache_backbone_features)
+                       cache_backbone_features=args.cache_backbone_features, seed=args.seed)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     threads = args.threads or default_cpu_threads(args.workers)
     torch.set_num_threads(threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    emit({**machine(device), "torch_threads": threads, "workers": args.workers,
+    emit({**machine(device), "torch_threads": threads, "workers": args.workers, "seed": args.seed,
           "data": str(args.data), "evaluated_on": "the training images"})
     started = time.perf_counter()
     if not args.skip_train:
