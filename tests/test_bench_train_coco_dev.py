@@ -58,3 +58,9 @@ def test_a_larger_input_raises_the_longer_side_limit_with_it():
     assert (config.image_size, config.max_size) == (384, 512)
     config = bench.training_config(bench.parse_args([]), threads=1)
     assert (config.image_size, config.max_size) == (None, None)  # the preset's or --init's
+
+
+def test_the_seed_reaches_the_training_run():
+    bench = load_bench("train_coco_dev")
+    assert bench.training_config(bench.parse_args(["--seed", "3"]), threads=1).seed == 3
+    assert bench.training_config(bench.parse_args([]), threads=1).seed == 0
